@@ -1,0 +1,26 @@
+"""Continual-learning methods, one module each, found through a registry.
+
+Every module in this package that defines a ``@register``-ed ``ContinualMethod``
+is imported here, so adding a method means adding one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from continual_lora.methods.base import METHODS, ContinualMethod, TaskStart, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base" and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def get_method(name: str) -> ContinualMethod:
+    try:
+        return METHODS[name]()
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}") from None
+
+
+__all__ = ["METHODS", "ContinualMethod", "TaskStart", "get_method", "register"]

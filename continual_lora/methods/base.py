@@ -1,0 +1,73 @@
+"""The interface every continual-learning method implements, and its registry.
+
+A method answers two questions for task t, given only what task t-1 handed on
+(PROTOCOL.md's regime: the model, or the model plus one adapter):
+
+- ``start``: which update to fuse into the frozen base W0 before training, and the
+  adapter to train from;
+- ``hand_on``: what to pass to task t+1 once this task's adapter is trained.
+
+A handoff is a flat tensor dict in one of two on-disk forms (``handoff_format``):
+``adapter`` (``{module}.lora_A.weight`` / ``{module}.lora_B.weight``, the model is
+W0 + scale * B @ A) or ``delta`` (``{module}.weight`` = W_t - W0).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from continual_lora.lora import Factors, LoraSpec, Tensors
+
+HANDOFF_FORMATS = ("adapter", "delta")
+
+
+@dataclass
+class TaskStart:
+    """How task t begins: ``frozen_delta`` (W_{t-1}-side update fused into the frozen
+    base, per module; empty for none) and ``init`` (the trainable adapter's factors)."""
+
+    init: Factors
+    frozen_delta: Tensors = field(default_factory=dict)
+
+
+class ContinualMethod(ABC):
+    name: ClassVar[str]
+    handoff_format: ClassVar[str]
+
+    @abstractmethod
+    def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
+        """Begin a task from the previous handoff (``None`` for task 1); ``fresh`` is a
+        new adapter drawn as PROTOCOL.md prescribes, for methods that want one."""
+
+    @abstractmethod
+    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
+        """The handoff after this task, from the previous one and the trained adapter."""
+
+    @abstractmethod
+    def residuals(
+        self, previous: Tensors | None, init: Factors, trained: Factors, handoff: Tensors, spec: LoraSpec
+    ) -> dict[str, float]:
+        """How far a saved task is from this method's formula, written out in closed
+        form independently of ``start``/``hand_on``: each value is a maximum absolute
+        error (or |cosine|) that is zero up to rounding when the files are right."""
+
+
+METHODS: dict[str, type[ContinualMethod]] = {}
+
+
+def register(cls: type[ContinualMethod]) -> type[ContinualMethod]:
+    if cls.handoff_format not in HANDOFF_FORMATS:
+        raise ValueError(f"{cls.__name__}.handoff_format must be one of {HANDOFF_FORMATS}")
+    if cls.name in METHODS:
+        raise ValueError(f"two methods are registered as {cls.name!r}")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def max_abs(tensors_a: Tensors, tensors_b: Tensors) -> float:
+    """Largest elementwise difference between two tensor dicts with the same keys."""
+    if set(tensors_a) != set(tensors_b):
+        raise ValueError("the two tensor sets name different modules")
+    return max(float((tensors_a[k].double() - tensors_b[k].double()).abs().max()) for k in tensors_a)
