@@ -1,0 +1,34 @@
+"""Metric backends, one module each, found through a registry.
+
+Every module in this package that defines a concrete ``Metric`` (one with a ``name``)
+is imported here, so adding a metric means adding one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from continual_lora.scoring.base import (
+    METRICS,
+    EmbeddingMetric,
+    Metric,
+    ModelHandle,
+    ScoringInput,
+    get_metric,
+    pairwise_mean_cosine,
+)
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base" and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = [
+    "METRICS",
+    "EmbeddingMetric",
+    "Metric",
+    "ModelHandle",
+    "ScoringInput",
+    "get_metric",
+    "pairwise_mean_cosine",
+]

@@ -1,0 +1,63 @@
+"""CLIP-T: how well each sample matches its prompt, in CLIP's image-text space.
+
+The prompt is the evaluation prompt with the concept's rare token taken out: CLIP
+never saw "sks", so the text side names what a faithful sample should show. For
+objects "a photo of sks ball" becomes "a photo of ball" with the class word kept;
+for styles the style's name is a real word of the prompt and stays. The score is
+the mean over samples of cos(image, its text); references are not used.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import torch
+from transformers import AutoProcessor, CLIPModel
+
+from continual_lora.data.concepts import Concept
+from continual_lora.scoring.base import Metric, ScoringInput
+from continual_lora.scoring.hf import load_hf_model, pixel_values, pooled
+
+
+def class_prompt(prompt: str, concept: Concept) -> str:
+    """``prompt`` with the concept's rare token removed (objects), whitespace tidied."""
+    if concept.domain != "objects" or not concept.token:
+        return prompt
+    # Whole words only, so a token that is part of a longer word is left alone.
+    stripped = re.sub(rf"(?<!\S){re.escape(concept.token)}(?!\S)", " ", prompt)
+    return re.sub(r"\s+", " ", stripped).strip()
+
+
+class ClipTextMetric(Metric):
+    name = "clip_t"
+    higher_is_better = True
+    defaults: ClassVar[dict[str, Any]] = {"model": "openai/clip-vit-base-patch32", "batch_size": 32}
+
+    def __init__(self, settings, device):
+        super().__init__(settings, device)
+        self.model, self.processor = load_hf_model(CLIPModel, self.settings["model"], self.device, AutoProcessor)
+
+    @torch.no_grad()
+    def similarities(self, job: ScoringInput) -> torch.Tensor:
+        """cos(sample_i, its class prompt) for every sample."""
+        texts = [class_prompt(p, job.concept) for p in job.prompts]
+        size = int(self.settings["batch_size"])
+        out = []
+        for i in range(0, len(job.samples), size):
+            images = [im.convert("RGB") for im in job.samples[i : i + size]]
+            pixels = pixel_values(self.processor, images, self.device, self.model.dtype)
+            tokens = self.processor.tokenizer(
+                texts[i : i + size], padding=True, truncation=True, return_tensors="pt"
+            ).to(self.device)
+            image = pooled(self.model.get_image_features(pixel_values=pixels))
+            text = pooled(
+                self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            )
+            out.append(torch.nn.functional.cosine_similarity(image.double(), text.double(), dim=1).cpu())
+        return torch.cat(out)
+
+    def score(self, job: ScoringInput) -> float:
+        if not job.samples:
+            raise ValueError(f"metric {self.name!r}: task {job.concept.name!r} has no samples to score")
+        return float(self.similarities(job).mean())
