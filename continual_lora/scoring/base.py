@@ -100,6 +100,8 @@ class Metric(ABC):
     higher_is_better: ClassVar[bool] = True
     # False where the score needs no generated images (the workflow may skip sampling).
     uses_samples: ClassVar[bool] = True
+    # True where the score queries the evaluated model itself (ScoringInput.model).
+    uses_model: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs):

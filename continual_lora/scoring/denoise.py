@@ -136,6 +136,7 @@ class DenoiseMetric(Metric):
     name = "denoise"
     higher_is_better = True
     uses_samples = False
+    uses_model = True
     defaults: ClassVar[dict[str, Any]] = {
         "n_timesteps": 10,
         "n_noises": 2,

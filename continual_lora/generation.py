@@ -1,0 +1,91 @@
+"""Evaluation samples of one model for the tasks it has seen, as PROTOCOL.md prescribes.
+
+Every task gets each prompt template x ``samples_per_prompt`` images, from fixed
+initial latents: sample k of every prompt, every task and every checkpoint starts
+from the same noise (drawn once from ``latent_seed``), so differences between
+images are the model's and the prompt's alone.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from continual_lora.data.concepts import Concept
+
+INDEX = "index.csv"
+INDEX_COLUMNS = ("prompt", "template", "sample", "task", "concept", "file")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    templates: tuple[str, ...]
+    samples_per_prompt: int
+    inference_steps: int
+    guidance_scale: float
+    latent_seed: int
+    batch_size: int
+    resolution: int
+
+
+def evaluation_prompts(concept: Concept, templates: tuple[str, ...]) -> list[str]:
+    """The templates filled with the concept's subject ('{token} {class}' or the style)."""
+    return [template.format(concept.subject) for template in templates]
+
+
+def fixed_latents(pipeline, n: int, seed: int, resolution: int) -> torch.Tensor:
+    """``n`` initial latents drawn once on the CPU, so a seed means the same noise on
+    every device; the pipeline scales them by the scheduler's initial sigma."""
+    factor = pipeline.vae_scale_factor
+    shape = (n, pipeline.unet.config.in_channels, resolution // factor, resolution // factor)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+
+
+@torch.no_grad()
+def generate_samples(
+    pipeline,
+    tasks: list[tuple[int | None, Concept]],
+    settings: GenerationSettings,
+    out_dir: str | Path,
+) -> list[dict]:
+    """Generate every (task, template, sample) image under ``out_dir`` in batches and
+    write ``index.csv``; ``tasks`` pairs each concept with its task index in the run
+    (None for the base model, which has no run). Returns the index rows."""
+    out_dir = Path(out_dir)
+    latents = fixed_latents(pipeline, settings.samples_per_prompt, settings.latent_seed, settings.resolution)
+    jobs = []
+    for task, concept in tasks:
+        folder = concept.name if task is None else f"task{task}_{concept.name}"
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+        for template, prompt in enumerate(evaluation_prompts(concept, settings.templates)):
+            for sample in range(settings.samples_per_prompt):
+                file = f"{folder}/t{template}_s{sample}.png"
+                jobs.append({"prompt": prompt, "template": template, "sample": sample,
+                             "task": "" if task is None else task, "concept": concept.name, "file": file})  # fmt: skip
+    device = pipeline.unet.device
+    for start in range(0, len(jobs), settings.batch_size):
+        batch = jobs[start : start + settings.batch_size]
+        images = pipeline(
+            prompt=[job["prompt"] for job in batch],
+            latents=latents[[job["sample"] for job in batch]].to(device, pipeline.unet.dtype),
+            num_inference_steps=settings.inference_steps,
+            guidance_scale=settings.guidance_scale,
+            height=settings.resolution,
+            width=settings.resolution,
+            generator=torch.Generator().manual_seed(settings.latent_seed),
+        ).images
+        for job, image in zip(batch, images):
+            image.save(out_dir / job["file"])
+    with open(out_dir / INDEX, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=INDEX_COLUMNS)
+        writer.writeheader()
+        writer.writerows(jobs)
+    return jobs
+
+
+def read_index(samples_dir: str | Path) -> list[dict]:
+    with open(Path(samples_dir) / INDEX, newline="") as handle:
+        return list(csv.DictReader(handle))

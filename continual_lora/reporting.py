@@ -1,0 +1,91 @@
+"""An experiment's figures, assembled from its tables, samples and adapters.
+
+Each function fills one folder with PNG and PDF files (``continual_lora.figures``
+draws them); the workflow puts every PNG into the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from continual_lora import figures
+from continual_lora.aggregation import mean_matrix
+from continual_lora.checkpoint import load_tensors
+from continual_lora.generation import read_index
+
+
+def score_figures(scores: pd.DataFrame, per_run: pd.DataFrame, methods: list[str], out_dir: str | Path) -> list[Path]:
+    """Per metric: a heatmap per method on one colour scale, the first task's score
+    across later tasks, and the plasticity/forgetting scatter."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for metric in dict.fromkeys(scores.metric):
+        matrices = {method: mean_matrix(scores, method, metric) for method in methods}
+        values = np.concatenate([m[~np.isnan(m)] for m in matrices.values()])
+        for method, matrix in matrices.items():
+            written += figures.plot_heatmap(
+                matrix, method, metric, out_dir / f"heatmap_{metric}_{method}", vmin=values.min(), vmax=values.max()
+            )
+        written += figures.plot_first_task_curve(scores, metric, out_dir / f"first_task_{metric}")
+        written += figures.plot_plasticity_forgetting(per_run, metric, out_dir / f"plasticity_forgetting_{metric}")
+    return written
+
+
+def sample_grid_figures(
+    final_samples: dict[str, str | Path],
+    base_samples: str | Path,
+    templates: list[int],
+    out_dir: str | Path,
+    sample: int = 0,
+) -> list[Path]:
+    """After the last task of one run: rows are its tasks in order, columns the base
+    model and the methods; one figure per template index."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base_index = read_index(base_samples)
+    written: list[Path] = []
+    for template in templates:
+        grid, rows, prompts = {}, [], {}
+        for method, folder in final_samples.items():
+            for row in read_index(folder):
+                if int(row["template"]) == template and int(row["sample"]) == sample:
+                    label = f"task {row['task']}: {row['concept']}"
+                    if label not in rows:
+                        rows.append(label)
+                    prompts[row["concept"]] = row["prompt"]
+                    grid[(label, method)] = Image.open(Path(folder) / row["file"]).convert("RGB")
+        for label in rows:
+            concept = label.split(": ", 1)[1]
+            for row in base_index:
+                if row["concept"] == concept and int(row["template"]) == template and int(row["sample"]) == sample:
+                    grid[(label, figures.BASE)] = Image.open(Path(base_samples) / row["file"]).convert("RGB")
+        example = next(iter(prompts.values()), "")
+        title = f"Samples after the last task, template {template}: e.g. {example!r}"
+        written += figures.plot_sample_grid(
+            grid, rows, [figures.BASE, *final_samples], title, out_dir / f"samples_template{template}"
+        )
+    return written
+
+
+def sign_conflict_figures(task_loras: dict[str, list[str | Path]], out_dir: str | Path) -> list[Path]:
+    """Per method, over one run's tasks: the share of weights whose task updates
+    disagree in sign, and the ratio of their norms."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for method, paths in task_loras.items():
+        stored = [load_tensors(p) for p in paths]
+        adapters = [s.factors() for s in stored]
+        scales = [s.scale for s in stored]
+        written += figures.plot_sign_conflicts(
+            figures.sign_conflicts(adapters, scales), method, out_dir / f"sign_conflicts_{method}"
+        )
+        written += figures.plot_update_norm_ratio(
+            figures.update_norm_ratio(adapters, scales), method, out_dir / f"norm_ratio_{method}"
+        )
+    return written

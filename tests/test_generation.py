@@ -1,0 +1,49 @@
+"""Evaluation samples from fixed latents, on a tiny random SD model."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from continual_lora.data.concepts import Concept
+from continual_lora.generation import INDEX_COLUMNS, GenerationSettings, evaluation_prompts, fixed_latents, generate_samples, read_index
+from continual_lora.models.loading import load_pipeline
+
+SETTINGS = GenerationSettings(
+    templates=("a photo of {}", "a {} in a jail"), samples_per_prompt=2, inference_steps=2,
+    guidance_scale=3.0, latent_seed=42, batch_size=3, resolution=32,
+)  # fmt: skip
+
+
+def concept(name, token="sks", class_word="ball"):
+    return Concept(name=name, domain="objects", prompt=f"a photo of {token} {class_word}", subject=f"{token} {class_word}",
+                   class_word=class_word, token=token)  # fmt: skip
+
+
+def test_templates_take_the_subject():
+    assert evaluation_prompts(concept("x"), SETTINGS.templates) == ["a photo of sks ball", "a sks ball in a jail"]
+
+
+def test_fixed_latents_depend_only_on_the_seed(tiny_model_dir):
+    pipeline = load_pipeline(tiny_model_dir)
+    a, b = fixed_latents(pipeline, 3, 42, 32), fixed_latents(pipeline, 3, 42, 32)
+    assert a.shape == (3, pipeline.unet.config.in_channels, 32 // pipeline.vae_scale_factor, 32 // pipeline.vae_scale_factor)
+    assert np.array_equal(a.numpy(), b.numpy()) and not np.array_equal(a.numpy(), fixed_latents(pipeline, 3, 0, 32).numpy())
+
+
+def test_every_task_template_and_sample_is_written_and_indexed(tmp_path, tiny_model_dir):
+    pipeline = load_pipeline(tiny_model_dir)
+    # Two tasks with the same subject: with the same noise per sample index, their
+    # images must be identical, whichever batch they fell in.
+    tasks = [(1, concept("first")), (2, concept("second")), (3, concept("third", "zwz", "house"))]
+    rows = generate_samples(pipeline, tasks, SETTINGS, tmp_path)
+    index = read_index(tmp_path)
+    assert len(rows) == len(index) == 3 * 2 * 2
+    assert tuple(index[0]) == INDEX_COLUMNS
+    assert {(r["task"], r["concept"]) for r in index} == {("1", "first"), ("2", "second"), ("3", "third")}
+    pixels = {(r["task"], r["template"], r["sample"]): np.asarray(Image.open(tmp_path / r["file"])) for r in index}
+    assert all(p.shape == (32, 32, 3) for p in pixels.values())
+    for template in ("0", "1"):
+        for sample in ("0", "1"):
+            assert np.array_equal(pixels[("1", template, sample)], pixels[("2", template, sample)])
+        assert not np.array_equal(pixels[("1", template, "0")], pixels[("1", template, "1")])
