@@ -1,0 +1,1 @@
+"""Continual LoRA personalization of text-to-image diffusion models (arXiv 2410.04891)."""

@@ -39,33 +39,31 @@ def score_figures(scores: pd.DataFrame, per_run: pd.DataFrame, methods: list[str
 def sample_grid_figures(
     final_samples: dict[str, str | Path],
     base_samples: str | Path,
-    templates: list[int],
+    templates: dict[int, str],
     out_dir: str | Path,
     sample: int = 0,
 ) -> list[Path]:
     """After the last task of one run: rows are its tasks in order, columns the base
-    model and the methods; one figure per template index."""
+    model and the methods; one figure per template (index: text)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base_index = read_index(base_samples)
     written: list[Path] = []
-    for template in templates:
-        grid, rows, prompts = {}, [], {}
+    for template, text in templates.items():
+        grid, rows = {}, []
         for method, folder in final_samples.items():
             for row in read_index(folder):
                 if int(row["template"]) == template and int(row["sample"]) == sample:
                     label = f"task {row['task']}: {row['concept']}"
                     if label not in rows:
                         rows.append(label)
-                    prompts[row["concept"]] = row["prompt"]
                     grid[(label, method)] = Image.open(Path(folder) / row["file"]).convert("RGB")
         for label in rows:
             concept = label.split(": ", 1)[1]
             for row in base_index:
                 if row["concept"] == concept and int(row["template"]) == template and int(row["sample"]) == sample:
                     grid[(label, figures.BASE)] = Image.open(Path(base_samples) / row["file"]).convert("RGB")
-        example = next(iter(prompts.values()), "")
-        title = f"Samples after the last task, template {template}: e.g. {example!r}"
+        title = f"Samples after the last task: {text.replace('{}', 'V*')!r}"
         written += figures.plot_sample_grid(
             grid, rows, [figures.BASE, *final_samples], title, out_dir / f"samples_template{template}"
         )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from continual_lora.lora import Factors, Tensors
+from abc import abstractmethod
+
+from torch import Tensor
+
+from continual_lora.lora import Factors, LoraSpec, Tensors, factor_deltas
+from continual_lora.methods.base import ContinualMethod, TaskStart
 
 _WEIGHT = ".weight"
 
@@ -21,3 +26,22 @@ def delta_state(deltas: Tensors) -> Tensors:
 def fresh_b_residual(init: Factors) -> float:
     """A fresh adapter starts with B = 0: its largest |B| entry."""
     return max(float(b.abs().max()) for _, b in init.values())
+
+
+class DeltaMerging(ContinualMethod):
+    """A fresh adapter trained on the frozen W_{t-1}, its update then merged into the
+    running task vector tau = W - W0, which is what is handed on."""
+
+    handoff_format = "delta"
+
+    def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
+        return TaskStart(init=fresh, frozen_delta=state_deltas(previous))
+
+    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
+        tau = state_deltas(previous)
+        update = factor_deltas(trained, spec.scale)
+        return delta_state({m: d if m not in tau else self.merge(tau[m], d) for m, d in update.items()})
+
+    @abstractmethod
+    def merge(self, tau: Tensor, delta: Tensor) -> Tensor:
+        """The new task vector from the previous one and this task's update scale * B A."""

@@ -8,26 +8,18 @@ W_{t-1} - W0 is larger in magnitude is kept, ties going to delta_t.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from continual_lora.lora import Factors, LoraSpec, Tensors, factor_deltas
-from continual_lora.methods._shared import delta_state, fresh_b_residual, state_deltas
-from continual_lora.methods.base import ContinualMethod, TaskStart, register
+from continual_lora.methods._shared import DeltaMerging, fresh_b_residual
+from continual_lora.methods.base import register
 
 
 @register
-class MagnitudeMerge(ContinualMethod):
+class MagnitudeMerge(DeltaMerging):
     name = "magmax"
-    handoff_format = "delta"
 
-    def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
-        return TaskStart(init=fresh, frozen_delta=state_deltas(previous))
-
-    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
-        update = factor_deltas(trained, spec.scale)
-        if previous is None:
-            return delta_state(update)
-        tau = state_deltas(previous)
-        return delta_state({m: torch.where(d.abs() >= tau[m].abs(), d, tau[m]) for m, d in update.items()})
+    def merge(self, tau: Tensor, delta: Tensor) -> Tensor:
+        return torch.where(delta.abs() >= tau.abs(), delta, tau)
 
     def residuals(self, previous, init, trained, handoff, spec) -> dict[str, float]:
         checks = {"fresh_B_is_zero": fresh_b_residual(init)}

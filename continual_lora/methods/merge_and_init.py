@@ -6,23 +6,18 @@ task updates.
 
 from __future__ import annotations
 
-from continual_lora.lora import Factors, LoraSpec, Tensors, factor_deltas
-from continual_lora.methods.base import ContinualMethod, TaskStart, max_abs, register
-from continual_lora.methods._shared import delta_state, fresh_b_residual, state_deltas
+from torch import Tensor
+
+from continual_lora.methods._shared import DeltaMerging, fresh_b_residual
+from continual_lora.methods.base import max_abs, register
 
 
 @register
-class MergeAndInit(ContinualMethod):
+class MergeAndInit(DeltaMerging):
     name = "merge_and_init"
-    handoff_format = "delta"
 
-    def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
-        return TaskStart(init=fresh, frozen_delta=state_deltas(previous))
-
-    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
-        update = factor_deltas(trained, spec.scale)
-        before = state_deltas(previous)
-        return delta_state({m: before.get(m, 0) + d for m, d in update.items()})
+    def merge(self, tau: Tensor, delta: Tensor) -> Tensor:
+        return tau + delta
 
     def residuals(self, previous, init, trained, handoff, spec) -> dict[str, float]:
         expected = {}

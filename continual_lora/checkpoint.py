@@ -1,0 +1,102 @@
+"""The checkpoint contract of one trained task, and reading it back.
+
+``{task}/checkpoint/`` holds:
+
+- ``handoff.safetensors``: exactly what the method passes to the next task;
+- ``task_lora.safetensors``: this task's trained adapter (analysis only);
+- ``init_lora.safetensors``: that adapter before its first step;
+- ``meta.json``: what was trained, how, and with which software.
+
+Every safetensors file carries ``format`` (``adapter`` or ``delta``) and ``scale``
+(alpha / r) in its metadata, so turning a handoff into the model's weight update
+needs nothing but the file itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from continual_lora.lora import Factors, Tensors, factor_deltas, factors_to_state, state_to_factors
+from continual_lora.methods._shared import state_deltas
+
+HANDOFF = "handoff.safetensors"
+TASK_LORA = "task_lora.safetensors"
+INIT_LORA = "init_lora.safetensors"
+META = "meta.json"
+CHECKPOINT_FILES = (HANDOFF, TASK_LORA, INIT_LORA, META)
+
+
+@dataclass
+class StoredTensors:
+    tensors: Tensors
+    format: str
+    scale: float
+    metadata: dict[str, str]
+
+    def model_delta(self) -> Tensors:
+        """W - W0 per module for the model this file describes."""
+        if self.format == "adapter":
+            return factor_deltas(state_to_factors(self.tensors), self.scale)
+        if self.format == "delta":
+            return state_deltas(self.tensors)
+        raise ValueError(f"unknown tensor-file format {self.format!r}")
+
+    def factors(self) -> Factors:
+        if self.format != "adapter":
+            raise ValueError("only an adapter file holds LoRA factors")
+        return state_to_factors(self.tensors)
+
+
+def _atomic_target(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    return Path(tmp)
+
+
+def save_tensors(path: str | Path, tensors: Tensors, fmt: str, scale: float, **metadata: str) -> None:
+    """Write a tensor file under a temporary name, then rename it into place, so an
+    interrupted job never leaves a file that looks complete."""
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        meta = {"format": fmt, "scale": repr(float(scale)), **{k: str(v) for k, v in metadata.items()}}
+        save_file({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_adapter(path: str | Path, factors: Factors, scale: float, **metadata: str) -> None:
+    save_tensors(path, factors_to_state(factors), "adapter", scale, **metadata)
+
+
+def load_tensors(path: str | Path) -> StoredTensors:
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    if "format" not in metadata or "scale" not in metadata:
+        raise ValueError(f"{path} is not a checkpoint file of this pipeline (no format/scale metadata)")
+    return StoredTensors(tensors, metadata["format"], float(metadata["scale"]), metadata)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

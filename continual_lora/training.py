@@ -1,0 +1,227 @@
+"""DreamBooth-LoRA training of one task of the continual chain.
+
+The method decides what the task starts from (an update fused into the frozen base,
+and the adapter's initial factors) and what it hands on; this module trains the
+adapter in between with the noise-prediction loss, on the task's images only.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from PIL import Image
+
+from continual_lora import checkpoint
+from continual_lora.data.concepts import read_concept
+from continual_lora.lora import LoraSpec, apply_deltas, attach_adapter, fresh_factors, linear_shapes, read_factors
+from continual_lora.methods import get_method
+from continual_lora.models.conditioning import conditioner_for
+from continual_lora.models.loading import load_pipeline, resolve_device
+
+PACKAGES = ("torch", "diffusers", "peft", "transformers", "accelerate", "safetensors", "numpy")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    steps: int
+    learning_rate: float
+    batch_size: int
+    resolution: int
+    max_grad_norm: float = 1.0
+    weight_decay: float = 1e-4
+    log_every: int = 10
+
+
+def task_seed(training_seed: int, task_index: int) -> int:
+    """The seed of one task's randomness (fresh adapter, batches, noise, timesteps).
+
+    Distinct per task so that consecutive fresh adapters differ, and fixed by the
+    run's training seed so that a rerun gives the same numbers.
+    """
+    return training_seed * 1_000_003 + task_index
+
+
+def images_to_tensor(images: list[Image.Image], resolution: int) -> torch.Tensor:
+    """Resize the shorter side to ``resolution``, centre-crop, scale to [-1, 1]."""
+    batch = []
+    for image in images:
+        image = image.convert("RGB")
+        scale = resolution / min(image.size)
+        size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC)
+        left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+        image = image.crop((left, top, left + resolution, top + resolution))
+        batch.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
+    return torch.stack(batch)
+
+
+@dataclass
+class CachedTask:
+    """A task's images as VAE posteriors and its prompt as UNet conditioning, computed
+    once per job: the images and the prompt never change during training."""
+
+    latent_mean: torch.Tensor
+    latent_std: torch.Tensor
+    condition: dict
+    scaling: float
+    shift: float
+
+    @classmethod
+    @torch.no_grad()
+    def encode(cls, pipeline, prepared, settings: TrainingSettings, device) -> CachedTask:
+        pixels = images_to_tensor(prepared.load_train_images(), settings.resolution).to(device, pipeline.vae.dtype)
+        posterior = pipeline.vae.encode(pixels).latent_dist
+        prompts = [prepared.concept.prompt] * settings.batch_size
+        return cls(
+            latent_mean=posterior.mean,
+            latent_std=posterior.std,
+            condition=conditioner_for(pipeline).encode(prompts, settings.resolution),
+            scaling=pipeline.vae.config.scaling_factor,
+            shift=getattr(pipeline.vae.config, "shift_factor", None) or 0.0,
+        )
+
+    @property
+    def n_images(self) -> int:
+        return self.latent_mean.shape[0]
+
+    def sample_latents(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """A batch of scaled latents, each drawn from its image's VAE posterior."""
+        index = torch.randint(0, self.n_images, (batch_size,), generator=generator)
+        eps = torch.randn(self.latent_mean[index].shape, generator=generator).to(self.latent_mean.device)
+        return ((self.latent_mean[index] + self.latent_std[index] * eps) - self.shift) * self.scaling
+
+
+def denoising_loss(unet, noise_scheduler, task: CachedTask, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """The DreamBooth noise-prediction loss on one batch, noised by the scheduler itself.
+
+    Random draws come from a CPU generator so that a seed means the same batches on
+    any device.
+    """
+    latents = task.sample_latents(batch_size, generator)
+    device = latents.device
+    noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
+    n_timesteps = noise_scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, n_timesteps, (batch_size,), generator=generator).to(device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    prediction = unet(noisy, timesteps, **task.condition).sample
+    return F.mse_loss(prediction.float(), target.float())
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def train_task(
+    *,
+    base_model: str | Path,
+    method: str,
+    task_index: int,
+    concept_dir: str | Path,
+    previous_handoff: str | Path | None,
+    spec: LoraSpec,
+    settings: TrainingSettings,
+    training_seed: int,
+    out_dir: str | Path,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train task ``task_index`` and write its checkpoint files into ``out_dir``."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    continual = get_method(method)
+    seed = task_seed(training_seed, task_index)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+
+    previous = None
+    if previous_handoff is not None:
+        stored = checkpoint.load_tensors(previous_handoff)
+        if stored.format != continual.handoff_format:
+            raise ValueError(
+                f"{previous_handoff} holds a {stored.format} handoff, but {method} hands on {continual.handoff_format}"
+            )
+        previous = stored.tensors
+
+    prepared = read_concept(concept_dir)
+    device = resolve_device(device)
+    pipeline = load_pipeline(base_model, device=device)
+    unet = pipeline.unet
+    start = continual.start(previous, fresh_factors(linear_shapes(unet, spec), spec.rank, generator), spec)
+    apply_deltas(unet, start.frozen_delta)
+    for module in (pipeline.vae, pipeline.text_encoder, unet):
+        module.requires_grad_(False)
+    params = attach_adapter(unet, spec, start.init)
+    unet.train()
+
+    cached = CachedTask.encode(pipeline, prepared, settings, device)
+    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    log(
+        f"task {task_index} ({prepared.concept.name!r}, {method}): "
+        f"{cached.n_images} images, prompt {prepared.concept.prompt!r}"
+    )
+
+    losses: list[float] = []
+    loss_curve: list[tuple[int, float]] = []  # (step, mean loss since the previous line)
+    for step in range(1, settings.steps + 1):
+        loss = denoising_loss(unet, noise_scheduler, cached, settings.batch_size, generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"task {task_index}, method {method}: the loss is {loss.item()} at step {step}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % settings.log_every == 0 or step == settings.steps:
+            since = loss_curve[-1][0] if loss_curve else 0
+            loss_curve.append((step, sum(losses[since:]) / (step - since)))
+            log(f"step {step}/{settings.steps} loss {loss_curve[-1][1]:.4f}")
+
+    trained = read_factors(unet)
+    handoff = continual.hand_on(previous, trained, spec)
+    tags = {"method": method, "task": str(task_index), "concept": prepared.concept.name}
+    checkpoint.save_tensors(out_dir / checkpoint.HANDOFF, handoff, continual.handoff_format, spec.scale, **tags)
+    checkpoint.save_adapter(out_dir / checkpoint.TASK_LORA, trained, spec.scale, **tags)
+    checkpoint.save_adapter(out_dir / checkpoint.INIT_LORA, start.init, spec.scale, **tags)
+    meta = {
+        "method": method,
+        "task": task_index,
+        "concept": prepared.concept.name,
+        "prompt": prepared.concept.prompt,
+        "steps": settings.steps,
+        "training_seed": training_seed,
+        "task_seed": seed,
+        "rank": spec.rank,
+        "alpha": spec.alpha,
+        "scale": spec.scale,
+        "target_modules": list(spec.target_modules),
+        "base_model": str(base_model),
+        "previous_handoff": str(previous_handoff) if previous_handoff else None,
+        "settings": asdict(settings),
+        "device": str(device),
+        "loss_curve": loss_curve,
+        "packages": package_versions(),
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    checkpoint.write_json(out_dir / checkpoint.META, meta)
+    log(f"done in {meta['wall_time_s']:.1f} s")
+    return meta

@@ -1,0 +1,66 @@
+"""Training a task for real on a tiny random SD model, and loading its checkpoint."""
+
+from __future__ import annotations
+
+import torch
+
+from continual_lora import checkpoint
+from continual_lora.lora import LoraSpec, targeted_linears
+from continual_lora.models.loading import checkpoint_deltas, load_pipeline
+from continual_lora.training import TrainingSettings, train_task
+
+SPEC = LoraSpec(rank=2, alpha=4.0)
+SETTINGS = TrainingSettings(steps=3, learning_rate=1e-2, batch_size=2, resolution=32, log_every=1)
+
+
+def train(tmp_path, model, concept_dir, method, task, previous=None, seed=0, name=None):
+    out = tmp_path / (name or f"{method}_task{task}")
+    lines = []
+    train_task(
+        base_model=model, method=method, task_index=task, concept_dir=concept_dir, previous_handoff=previous,
+        spec=SPEC, settings=SETTINGS, training_seed=seed, out_dir=out, device="cpu", log=lines.append,
+    )  # fmt: skip
+    return out, lines
+
+
+def test_training_moves_the_adapter_and_logs_progress(tmp_path, tiny_model_dir, object_concepts_dir):
+    out, lines = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "merge_and_init", 1)
+    init = checkpoint.load_tensors(out / "init_lora.safetensors").factors()
+    trained = checkpoint.load_tensors(out / "task_lora.safetensors").factors()
+    assert all(torch.count_nonzero(b) == 0 for _, b in init.values())
+    assert any(torch.count_nonzero(b) > 0 for _, b in trained.values())  # B left zero: no learning
+    assert [line for line in lines if line.startswith("step ")][-1].startswith("step 3/3 loss ")
+    meta = checkpoint.read_json(out / "meta.json")
+    assert meta["prompt"] == "a photo of sks house" or meta["prompt"].startswith("a photo of sks ")
+
+
+def test_training_is_deterministic_on_cpu(tmp_path, tiny_model_dir, object_concepts_dir):
+    first, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "magmax", 1, name="a")
+    second, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "magmax", 1, name="b")
+    other_seed, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "magmax", 1, seed=1, name="c")
+    for name in ("handoff.safetensors", "task_lora.safetensors", "init_lora.safetensors"):
+        a, b, c = (checkpoint.load_tensors(folder / name).tensors for folder in (first, second, other_seed))
+        assert a.keys() == b.keys() == c.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_naive_second_task_trains_on_from_the_first_tasks_adapter(tmp_path, tiny_model_dir, object_concepts_dir):
+    task1, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "naive", 1)
+    task2, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[1], "naive", 2, previous=task1 / "handoff.safetensors")
+    handoff = checkpoint.load_tensors(task1 / "handoff.safetensors").tensors
+    init = checkpoint.load_tensors(task2 / "init_lora.safetensors").tensors
+    assert handoff.keys() == init.keys() and all(torch.equal(handoff[k], init[k]) for k in handoff)
+
+
+def test_loading_a_checkpoint_adds_its_update_to_the_base_weights(tmp_path, tiny_model_dir, object_concepts_dir):
+    out, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "ortho_init", 1)
+    base = load_pipeline(tiny_model_dir)
+    tuned = load_pipeline(tiny_model_dir, checkpoint_deltas(out / "handoff.safetensors"))
+    trained = checkpoint.load_tensors(out / "task_lora.safetensors").factors()
+    base_layers = targeted_linears(base.unet, SPEC)
+    tuned_layers = targeted_linears(tuned.unet, SPEC)
+    assert set(trained) == set(base_layers)
+    for module, (a, b) in trained.items():
+        expected = base_layers[module].weight + SPEC.scale * b @ a
+        assert torch.allclose(tuned_layers[module].weight, expected, atol=1e-6)

@@ -1,0 +1,197 @@
+"""The real Snakefile: the graph of the continual chain, and a run on the micro config."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from continual_lora.checkpoint import CHECKPOINT_FILES, load_tensors
+from continual_lora.experiment import experiments_from_config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(configfile),
+        "--cores", "2", "--resources", "gpu=1",
+        *args,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+def dry_run_jobs(workdir: Path, configfile: Path, rule: str) -> list[dict[str, str]]:
+    """Each job of ``rule`` in a dry run, as its printed fields (input, wildcards, ...)."""
+    output = snakemake(workdir, configfile, "--dry-run").stdout
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\]\n|rule |localrule )", output):
+        match = re.search(rf"^(?:local)?rule {rule}:\n((?:    .*\n?)+)", block, re.M)
+        if match:
+            fields = dict(line.strip().split(": ", 1) for line in match.group(1).splitlines() if ": " in line)
+            jobs.append(fields)
+    return jobs
+
+
+def parse_wildcards(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(", "))
+
+
+def test_dry_run_builds_one_training_job_per_task_chained_on_the_previous_handoff(tmp_path):
+    configfile = CONFIGS / "dag.yaml"
+    config = yaml.safe_load(configfile.read_text())
+    jobs = dry_run_jobs(tmp_path, configfile, "train_task")
+    expected = sum(
+        len(config["methods"]) * len(e["order_seeds"]) * len(e["training_seeds"]) * e["n_tasks"]
+        for e in config["experiments"].values()
+    )
+    assert len(jobs) == expected == 4 * (4 * 3 * 2 + 3 * 1 * 1)
+
+    for job in jobs:
+        w = parse_wildcards(job["wildcards"])
+        inputs = set(job["input"].split(", "))
+        concept_dirs = {p for p in inputs if "/data/" in p}
+        assert len(concept_dirs) == 1  # the task's own data, no other concept's
+        assert "results/models/tiny" in inputs
+        earlier = {p for p in inputs if p.endswith(".safetensors")}
+        task = int(w["task"])
+        if task == 1:
+            assert earlier == set()
+        else:
+            previous = f"results/{w['experiment']}/{w['method']}/{w['run']}/task{task - 1}/checkpoint/handoff.safetensors"
+            assert earlier == {previous}
+        assert inputs == concept_dirs | {"results/models/tiny"} | earlier
+
+
+def test_dry_run_trains_the_tasks_of_a_run_in_its_shuffled_order(tmp_path):
+    configfile = CONFIGS / "dag.yaml"
+    experiments = experiments_from_config(yaml.safe_load(configfile.read_text()) | {"methods": []})
+    for job in dry_run_jobs(tmp_path, configfile, "train_task"):
+        w = parse_wildcards(job["wildcards"])
+        concept = experiments[w["experiment"]].task(w["run"], int(w["task"])).name
+        assert f"results/{w['experiment']}/data/{concept}" in job["input"].split(", ")
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("micro")
+    snakemake(workdir, CONFIGS / "micro.yaml")
+    return workdir
+
+
+def test_micro_run_writes_the_checkpoint_contract_for_every_task(micro_run):
+    config = yaml.safe_load((CONFIGS / "micro.yaml").read_text())
+    experiments = experiments_from_config(config)
+    for experiment in experiments.values():
+        for method in config["methods"]:
+            for run in experiment.runs:
+                for task in range(1, experiment.n_tasks + 1):
+                    folder = micro_run / f"results/{experiment.name}/{method}/{run}/task{task}/checkpoint"
+                    assert sorted(p.name for p in folder.iterdir()) == sorted(CHECKPOINT_FILES)
+                    meta = json.loads((folder / "meta.json").read_text())
+                    assert meta["method"] == method and meta["task"] == task
+                    assert meta["concept"] == experiment.task(run, task).name
+                    assert meta["rank"] == 2 and meta["alpha"] == 4 and meta["scale"] == 2.0
+                    assert meta["steps"] == 3 and meta["packages"]["torch"]
+                    handoff = load_tensors(folder / "handoff.safetensors")
+                    key_suffixes = {k.rsplit(".", 2)[-2] for k in handoff.tensors}
+                    if method in ("merge_and_init", "magmax"):
+                        assert handoff.format == "delta" and all(k.endswith(".weight") for k in handoff.tensors)
+                        assert not any(".lora_" in k for k in handoff.tensors)
+                    else:
+                        assert handoff.format == "adapter" and key_suffixes == {"lora_A", "lora_B"}
+                    # diffusers' module paths, attention projections only
+                    assert all(re.match(r"(down_blocks|mid_block|up_blocks)\..*\.(to_q|to_k|to_v|to_out\.0)\.", k) for k in handoff.tensors)
+                audit = json.loads((micro_run / f"results/{experiment.name}/{method}/{run}/chain_audit.json").read_text())
+                assert audit["passed"] and len(audit["tasks"]) == experiment.n_tasks
+
+
+def test_micro_run_logs_progress_and_benchmarks_training(micro_run):
+    logs = list((micro_run / "results/logs").rglob("train.log"))
+    assert len(logs) == 2 * 4 * 2
+    for log in logs:
+        assert re.search(r"step 3/3 loss \d+\.\d+", log.read_text())
+    assert len(list((micro_run / "results/benchmarks").rglob("train.tsv"))) == len(logs)
+    assert (micro_run / "results/models/tiny_samples.png").stat().st_size > 0
+
+
+def test_micro_run_is_complete_and_a_second_invocation_has_nothing_to_do(micro_run):
+    result = snakemake(micro_run, CONFIGS / "micro.yaml", "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"methods": ["naive", "lora_soup"]}, "config key 'methods' names unknown method(s) 'lora_soup'"),
+        ({"lora": {"rank": 0}}, "0 is less than the minimum of 1"),
+        ({"experiments": {"bad/name": {"domain": "objects", "dataset": {"source": "synthetic"}}}}, "does not match"),
+    ],
+)
+def test_a_bad_config_stops_the_workflow_before_any_job_with_a_clear_message(tmp_path, change, message):
+    config = yaml.safe_load((CONFIGS / "micro.yaml").read_text()) | change
+    configfile = tmp_path / "bad.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(configfile), "--cores", "1", "--dry-run"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_micro_run_scores_every_seen_task_and_summarizes(micro_run):
+    import pandas as pd
+
+    from continual_lora.aggregation import SUMMARY_COLUMNS
+    from continual_lora.evaluation import SCORE_COLUMNS
+
+    config = yaml.safe_load((CONFIGS / "micro.yaml").read_text())
+    for experiment in experiments_from_config(config).values():
+        metrics = config["experiments"][experiment.name]["metrics"]
+        root = micro_run / "results" / experiment.name
+        base = pd.read_csv(root / "base/scores.csv", keep_default_na=False)
+        assert tuple(base.columns) == SCORE_COLUMNS
+        assert set(base.after_task) == {0} and set(base.run) == {""} and set(base.eval_task) == {""}
+        assert len(base) == experiment.n_tasks * len(metrics)
+        for method in config["methods"]:
+            for run in experiment.runs:
+                for task in range(1, experiment.n_tasks + 1):
+                    scores = pd.read_csv(root / f"{method}/{run}/task{task}/scores.csv")
+                    assert sorted(scores.eval_task.unique()) == list(range(1, task + 1))
+                    assert set(scores.metric) == set(metrics) and len(scores) == task * len(metrics)
+                    assert scores.value.notna().all()
+        summary = pd.read_csv(root / "tables/summary.csv")
+        assert tuple(summary.columns) == SUMMARY_COLUMNS
+        assert set(summary.method) == {"base", *config["methods"]}
+        assert (root / "tables/summary.md").read_text().startswith("| Method |")
+        assert "\\begin{tabular}" in (root / "tables/summary.tex").read_text()
+
+
+def test_micro_run_draws_every_figure_and_builds_the_report(micro_run):
+    config = yaml.safe_load((CONFIGS / "micro.yaml").read_text())
+    methods = config["methods"]
+    for name, spec in config["experiments"].items():
+        figures = micro_run / "results" / name / "figures"
+        expected = {f"scores/heatmap_{metric}_{method}" for metric in spec["metrics"] for method in methods}
+        expected |= {f"scores/first_task_{m}" for m in spec["metrics"]} | {f"scores/plasticity_forgetting_{m}" for m in spec["metrics"]}
+        expected |= {f"sign_conflicts/{kind}_{method}" for kind in ("sign_conflicts", "norm_ratio") for method in methods}
+        n_templates = min(2, len(config["evaluation"]["templates"][spec["domain"]]))
+        expected |= {f"samples/samples_template{t}" for t in range(n_templates)}
+        for stem in expected:
+            for suffix in (".png", ".pdf"):
+                assert (figures / f"{stem}{suffix}").stat().st_size > 1000, stem
+    snakemake(micro_run, CONFIGS / "micro.yaml", "--report", "report.html")
+    report = (micro_run / "report.html").read_text(errors="replace")
+    assert len(report) > 100_000 and "summary.csv" in report and "heatmap_" in report

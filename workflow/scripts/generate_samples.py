@@ -1,0 +1,21 @@
+"""Generate the evaluation samples of one model (a checkpoint, or the base model)."""
+
+import sys
+
+from continual_lora.data.concepts import Concept
+from continual_lora.generation import GenerationSettings, generate_samples
+from continual_lora.models.loading import checkpoint_deltas, load_pipeline, resolve_device
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+params = snakemake.params.generation
+handoff = snakemake.input.get("handoff")
+pipeline = load_pipeline(
+    params["base_model"], checkpoint_deltas(handoff) if handoff else None, device=resolve_device(params["device"])
+)
+settings = params["settings"]
+tasks = [(task, Concept(**concept)) for task, concept in params["tasks"]]
+rows = generate_samples(
+    pipeline, tasks, GenerationSettings(**settings | {"templates": tuple(settings["templates"])}), snakemake.output[0]
+)
+print(f"generated {len(rows)} images for {len(tasks)} task(s)")

@@ -1,0 +1,12 @@
+"""Prepare one concept's images and concept.json in the shared layout."""
+
+import sys
+
+from continual_lora.data.concepts import Concept
+from continual_lora.data.sources import make_source
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+concept = Concept(**snakemake.params.concept)
+make_source(concept.domain, snakemake.params.dataset).prepare(concept, snakemake.output[0])
+print(f"prepared {concept.name} ({concept.domain}): prompt {concept.prompt!r}")

@@ -1,0 +1,14 @@
+"""Build and pretrain the embedded tiny model on generic synthetic class images."""
+
+import sys
+
+from continual_lora.data import synthetic
+from continual_lora.data.sources import RARE_TOKENS
+from continual_lora.models.tiny import TinyModelSettings, pretrain_tiny_model
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+settings = TinyModelSettings(**snakemake.params.settings)
+examples = synthetic.pretraining_examples(settings.num_examples, settings.seed, settings.resolution)
+style_names = [style.name for style in synthetic.style_concepts(synthetic.MAX_STYLE_CONCEPTS, 0)]
+pretrain_tiny_model(examples, snakemake.output[0], settings, extra_words=[*RARE_TOKENS, *style_names])

@@ -1,0 +1,25 @@
+"""Score one model's samples on every task it has seen."""
+
+import sys
+
+from continual_lora.evaluation import score_samples
+from continual_lora.models.loading import resolve_device
+from continual_lora.scoring import ModelHandle
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+params = snakemake.params.scoring
+device = resolve_device(params["device"])
+handoff = snakemake.input.get("handoff")
+concept_dirs = {name: path for name, path in snakemake.input.items() if name not in ("samples", "handoff", "base_model")}
+score_samples(
+    samples_dir=snakemake.input.samples,
+    concept_dirs=concept_dirs,
+    metrics=params["metrics"],
+    model=lambda: ModelHandle.load(params["base_model"], handoff, device),
+    method=params["method"],
+    run=params["run"],
+    after_task=params["after_task"],
+    out_csv=snakemake.output[0],
+    device=str(device),
+)

@@ -1,0 +1,24 @@
+"""Train one task of the continual chain and write its checkpoint files."""
+
+import sys
+from pathlib import Path
+
+from continual_lora.lora import LoraSpec
+from continual_lora.training import TrainingSettings, train_task
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+settings = snakemake.params.settings
+lora = settings["lora"]
+train_task(
+    base_model=settings["base_model"],
+    method=snakemake.wildcards.method,
+    task_index=int(snakemake.wildcards.task),
+    concept_dir=snakemake.input.concept,
+    previous_handoff=snakemake.input.get("previous"),
+    spec=LoraSpec(rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["target_modules"])),
+    settings=TrainingSettings(**settings["training"]),
+    training_seed=settings["training_seed"],
+    out_dir=Path(snakemake.output.handoff).parent,
+    device=settings["device"],
+)
