@@ -34,7 +34,8 @@ def test_fixed_latents_depend_only_on_the_seed(tiny_model_dir):
 def test_every_task_template_and_sample_is_written_and_indexed(tmp_path, tiny_model_dir):
     pipeline = load_pipeline(tiny_model_dir)
     # Two tasks with the same subject: with the same noise per sample index, their
-    # images must be identical, whichever batch they fell in.
+    # images must agree whichever batch they fell in (up to the rounding that a
+    # different batch composition may bring on several threads).
     tasks = [(1, concept("first")), (2, concept("second")), (3, concept("third", "zwz", "house"))]
     rows = generate_samples(pipeline, tasks, SETTINGS, tmp_path)
     index = read_index(tmp_path)
@@ -43,7 +44,10 @@ def test_every_task_template_and_sample_is_written_and_indexed(tmp_path, tiny_mo
     assert {(r["task"], r["concept"]) for r in index} == {("1", "first"), ("2", "second"), ("3", "third")}
     pixels = {(r["task"], r["template"], r["sample"]): np.asarray(Image.open(tmp_path / r["file"])) for r in index}
     assert all(p.shape == (32, 32, 3) for p in pixels.values())
+    def difference(a, b):
+        return np.abs(pixels[a].astype(int) - pixels[b].astype(int))
+
     for template in ("0", "1"):
         for sample in ("0", "1"):
-            assert np.array_equal(pixels[("1", template, sample)], pixels[("2", template, sample)])
-        assert not np.array_equal(pixels[("1", template, "0")], pixels[("1", template, "1")])
+            assert difference(("1", template, sample), ("2", template, sample)).max() <= 2
+        assert difference(("1", template, "0"), ("1", template, "1")).mean() > 5
