@@ -12,7 +12,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import diffusers
 import torch
+from diffusers import SchedulerMixin
 
 from continual_lora.data.concepts import Concept
 
@@ -29,6 +31,7 @@ class GenerationSettings:
     latent_seed: int
     batch_size: int
     resolution: int
+    scheduler: str | None = None  # a diffusers scheduler class name; None: the model's own
 
 
 def evaluation_prompts(concept: Concept, templates: tuple[str, ...]) -> list[str]:
@@ -44,6 +47,14 @@ def fixed_latents(pipeline, n: int, seed: int, resolution: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
 
 
+def use_scheduler(pipeline, name: str) -> None:
+    """Sample with the diffusers scheduler class ``name``, on the model's noise schedule."""
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+        raise ValueError(f"evaluation.scheduler: {name!r} is not a diffusers scheduler class")
+    pipeline.scheduler = cls.from_config(pipeline.scheduler.config)
+
+
 @torch.no_grad()
 def generate_samples(
     pipeline,
@@ -55,6 +66,8 @@ def generate_samples(
     write ``index.csv``; ``tasks`` pairs each concept with its task index in the run
     (None for the base model, which has no run). Returns the index rows."""
     out_dir = Path(out_dir)
+    if settings.scheduler:
+        use_scheduler(pipeline, settings.scheduler)
     latents = fixed_latents(pipeline, settings.samples_per_prompt, settings.latent_seed, settings.resolution)
     jobs = []
     for task, concept in tasks:

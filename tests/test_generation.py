@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from continual_lora.data.concepts import Concept
-from continual_lora.generation import INDEX_COLUMNS, GenerationSettings, evaluation_prompts, fixed_latents, generate_samples, read_index
+from continual_lora.generation import (
+    INDEX_COLUMNS,
+    GenerationSettings,
+    evaluation_prompts,
+    fixed_latents,
+    generate_samples,
+    read_index,
+    use_scheduler,
+)
 from continual_lora.models.loading import load_pipeline
 
 SETTINGS = GenerationSettings(
@@ -51,3 +60,11 @@ def test_every_task_template_and_sample_is_written_and_indexed(tmp_path, tiny_mo
         for sample in ("0", "1"):
             assert difference(("1", template, sample), ("2", template, sample)).max() <= 2
         assert difference(("1", template, "0"), ("1", template, "1")).mean() > 5
+
+
+def test_a_configured_scheduler_replaces_the_models_own(tiny_model_dir):
+    pipeline = load_pipeline(tiny_model_dir)
+    use_scheduler(pipeline, "DDIMScheduler")
+    assert type(pipeline.scheduler).__name__ == "DDIMScheduler"
+    with pytest.raises(ValueError, match="evaluation.scheduler: 'UNet2DModel' is not a diffusers scheduler"):
+        use_scheduler(pipeline, "UNet2DModel")

@@ -129,6 +129,7 @@ def get_generation_params(wildcards):
             "latent_seed": evaluation["latent_seed"],
             "batch_size": evaluation["batch_size"],
             "resolution": config["training"]["resolution"],
+            "scheduler": evaluation["scheduler"],
         },
     }
 
