@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,24 +57,26 @@ class StoredTensors:
         return state_to_factors(self.tensors)
 
 
-def _atomic_target(path: Path):
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed into place only when the
+    block completes, so an interrupted job never leaves a file that looks complete."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
-    return Path(tmp)
-
-
-def save_tensors(path: str | Path, tensors: Tensors, fmt: str, scale: float, **metadata: str) -> None:
-    """Write a tensor file under a temporary name, then rename it into place, so an
-    interrupted job never leaves a file that looks complete."""
-    path = Path(path)
-    tmp = _atomic_target(path)
+    tmp = Path(tmp)
     try:
-        meta = {"format": fmt, "scale": repr(float(scale)), **{k: str(v) for k, v in metadata.items()}}
-        save_file({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}, str(tmp), metadata=meta)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_tensors(path: str | Path, tensors: Tensors, fmt: str, scale: float, **metadata: str) -> None:
+    meta = {"format": fmt, "scale": repr(float(scale)), **{k: str(v) for k, v in metadata.items()}}
+    with atomic_output(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())}, str(tmp), metadata=meta)
 
 
 def save_adapter(path: str | Path, factors: Factors, scale: float, **metadata: str) -> None:
@@ -89,13 +93,8 @@ def load_tensors(path: str | Path) -> StoredTensors:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

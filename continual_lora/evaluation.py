@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from continual_lora.checkpoint import atomic_output
 from continual_lora.generation import read_index
 from continual_lora.scoring import ModelHandle, ScoringInput, get_metric
 
@@ -39,28 +40,29 @@ def score_samples(
     model, called only when a metric queries the model itself.
     """
     samples_dir = Path(samples_dir)
+    backends = {name: get_metric(name, settings, device) for name, settings in metrics.items()}
+    with_samples = any(metric.uses_samples for metric in backends.values())
+    handle = model() if any(metric.uses_model for metric in backends.values()) else None
+    # Each task's samples and references are read once, whatever the number of metrics.
     by_task: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in read_index(samples_dir):
         by_task[(row["task"], row["concept"])].append(row)
-    handle = None
+    jobs = {}
+    for (task, concept), entries in by_task.items():
+        entries = entries if with_samples else []
+        samples = [Image.open(samples_dir / e["file"]).convert("RGB") for e in entries]
+        jobs[(task, concept)] = ScoringInput.from_concept_dir(
+            concept_dirs[concept], samples, [e["prompt"] for e in entries], model=handle
+        )
     rows = []
-    for name, settings in metrics.items():
-        metric = get_metric(name, settings, device)
-        if handle is None and metric.uses_model:
-            handle = model()
-        for (task, concept), entries in by_task.items():
-            samples = [Image.open(samples_dir / e["file"]).convert("RGB") for e in entries] if metric.uses_samples else []
-            prompts = [e["prompt"] for e in entries] if metric.uses_samples else []
-            job = ScoringInput.from_concept_dir(concept_dirs[concept], samples, prompts, model=handle)
+    for name, metric in backends.items():
+        for (task, concept), job in jobs.items():
             value = metric.score(job)
             log(f"{name} on task {task or '-'} ({concept}): {value:.4f}")
             rows.append({"method": method, "run": run, "after_task": after_task, "eval_task": task,
                          "concept": concept, "metric": name, "value": value})  # fmt: skip
-    out_csv = Path(out_csv)
-    tmp = out_csv.with_name(f".{out_csv.name}.tmp")
-    with open(tmp, "w", newline="") as handle_out:
+    with atomic_output(out_csv) as tmp, open(tmp, "w", newline="") as handle_out:
         writer = csv.DictWriter(handle_out, fieldnames=SCORE_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out_csv)
     return rows

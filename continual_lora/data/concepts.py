@@ -39,7 +39,14 @@ class PreparedConcept:
     reference_images: list[Path]
 
     def load_train_images(self) -> list[Image.Image]:
-        return [Image.open(p).convert("RGB") for p in self.train_images]
+        return _load_rgb(self.train_images)
+
+    def load_reference_images(self) -> list[Image.Image]:
+        return _load_rgb(self.reference_images)
+
+
+def _load_rgb(paths: list[Path]) -> list[Image.Image]:
+    return [Image.open(p).convert("RGB") for p in paths]
 
 
 def write_concept(

@@ -7,6 +7,7 @@ graph) and prepares one concept into the layout of ``continual_lora.data.concept
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,12 +73,12 @@ class SyntheticSource(DatasetSource):
                     class_word=obj.class_word,
                     token=token,
                 )
-                for obj, token in zip(self._world()[:n], RARE_TOKENS)
+                for obj, token in zip(self._world[:n], RARE_TOKENS)
             ]
-        if n > len(self._world()):
-            raise ValueError(f"the synthetic styles dataset has at most {len(self._world())} concepts, not {n}")
+        if n > len(self._world):
+            raise ValueError(f"the synthetic styles dataset has at most {len(self._world)} concepts, not {n}")
         concepts = []
-        for style in self._world()[:n]:
+        for style in self._world[:n]:
             train_class, _ = synthetic.style_subjects(style, self.seed)
             concepts.append(
                 Concept(
@@ -91,7 +92,7 @@ class SyntheticSource(DatasetSource):
         return concepts
 
     def prepare(self, concept: Concept, out_dir: str | Path) -> None:
-        world = self._world()
+        world = self._world
         index = [c.name for c in world].index(concept.name)
         # One random stream per concept, so preparing a concept alone gives the same
         # images as preparing all of them.
@@ -109,6 +110,7 @@ class SyntheticSource(DatasetSource):
             reference = [synthetic.render_styled(style, c, rng, size) for c in reference_classes]
         write_concept(out_dir, concept, train, reference)
 
+    @cached_property
     def _world(self) -> list:
         """Every object or style the synthetic world can make, in canonical order."""
         if self.domain == "objects":

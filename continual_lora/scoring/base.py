@@ -86,8 +86,7 @@ class ScoringInput:
         model: ModelHandle | None = None,
     ) -> ScoringInput:
         prepared = read_concept(concept_dir)
-        references = [Image.open(p).convert("RGB") for p in prepared.reference_images]
-        return cls(samples, prompts, references, prepared.concept, Path(concept_dir), model)
+        return cls(samples, prompts, prepared.load_reference_images(), prepared.concept, Path(concept_dir), model)
 
 
 class Metric(ABC):
