@@ -6,12 +6,14 @@ graph) and prepares one concept into the layout of ``continual_lora.data.concept
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from continual_lora.data import synthetic
 from continual_lora.data.concepts import Concept, write_concept
@@ -23,6 +25,13 @@ RARE_TOKENS = (
     "qxv", "jvk", "wqz", "xpf", "vbj", "kzq", "gxw", "fqh", "yzv", "hjx",
     "zqk", "vxw", "bqj", "xkz", "jqf", "wvx", "qzb", "kxj", "fzv", "xqw",
 )  # fmt: skip
+
+# The paper draws ten concepts per domain with seed 42 (PROTOCOL.md). The sources on
+# disk draw ``dataset.selection_size`` (default ten) whatever the number of tasks, so
+# that a shorter experiment runs a prefix of the paper's task list, not another draw.
+PROTOCOL_SELECTION = 10
+PROTOCOL_SELECTION_SEED = 42
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 SOURCES: dict[str, type[DatasetSource]] = {}
 
@@ -116,6 +125,61 @@ class SyntheticSource(DatasetSource):
         if self.domain == "objects":
             return synthetic.object_concepts(len(RARE_TOKENS), self.seed)
         return synthetic.style_concepts(synthetic.MAX_STYLE_CONCEPTS, self.seed)
+
+
+def dataset_root(settings: dict[str, Any]) -> Path:
+    """The existing folder that ``dataset.path`` names."""
+    if not settings.get("path"):
+        raise ValueError(f"dataset.path is required for dataset.source {settings.get('source')!r}")
+    root = Path(settings["path"]).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"dataset.path {str(root)!r} is not a directory")
+    return root
+
+
+def selection_size(settings: dict[str, Any], n: int) -> int:
+    """How many concepts the seeded selection draws; the experiment takes the first ``n``."""
+    size = int(settings.get("selection_size", PROTOCOL_SELECTION))
+    if n > size:
+        raise ValueError(f"n_tasks {n} exceeds dataset.selection_size {size}, the concepts the selection draws")
+    return size
+
+
+def check_domain(source: DatasetSource, domain: str) -> None:
+    if source.domain != domain:
+        raise ValueError(
+            f"domain {source.domain!r} does not match dataset.source {source.name!r}, which holds {domain}"
+        )
+
+
+def path_safe(name: str) -> str:
+    """A dataset's own name for a concept, as a concept name (a path component and a
+    workflow wildcard: lower-case letters, digits and '_')."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images in ``folder``, sorted by file name (hidden files such as .DS_Store skipped)."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+
+
+def square_rgb(path: str | Path, resolution: int) -> Image.Image:
+    """An image file as an upright RGB square of side ``resolution``, centre-cropped.
+
+    Phone photos store their pixels sideways with an EXIF orientation tag; without
+    the transpose a model would learn the subject lying on its side.
+    """
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            # Transparent pixels carry arbitrary colours; show them as a white background.
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        image = image.convert("RGB")
+    return ImageOps.fit(image, (resolution, resolution), Image.Resampling.LANCZOS)
 
 
 def make_source(domain: str, settings: dict[str, Any]) -> DatasetSource:

@@ -1,0 +1,261 @@
+"""The real datasets' sources: DreamBooth (objects) and UnlearnCanvas (styles).
+
+DreamBooth runs on the real dataset beside the project when it is there; UnlearnCanvas
+(tens of GB) on a miniature in its layout that the tests write.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from continual_lora.data.concepts import CONCEPT_FILE, read_concept
+from continual_lora.data.sources import SOURCES, make_source
+from dataset_fixtures import (
+    UC_IMAGES,
+    UC_OBJECTS,
+    UC_STYLES,
+    write_dreambooth_fixture,
+    write_unlearncanvas_fixture,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DREAMBOOTH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dreambooth"
+TOKENS = ["sks", "zwz", "sbu", "uwu", "pdw", "twt", "zsn", "ofl", "psq", "cws"]
+
+# What PROTOCOL.md's selection gives on the upstream dataset, written out so that a
+# change of the selection shows here.
+DREAMBOOTH_SUBJECTS = [
+    "colorful_sneaker", "fancy_boot", "backpack", "bear_plushie", "candle",
+    "can", "pink_sunglasses", "berry_bowl", "red_cartoon", "teapot",
+]  # fmt: skip
+
+
+def needs_dreambooth():
+    if not (DREAMBOOTH / "dataset" / "prompts_and_classes.txt").is_file():
+        pytest.skip(f"the DreamBooth dataset is not at {DREAMBOOTH}")
+
+
+def protocol_selection(classes_file: Path) -> list[tuple[str, str]]:
+    """PROTOCOL.md's DreamBooth selection, written out literally: (class, subject)."""
+    lines = classes_file.read_text().splitlines()
+    table = lines[lines.index("subject_name,class") + 1 :]
+    classes = {}
+    for line in table[: table.index("")]:
+        subject, class_word = line.split(",")
+        classes.setdefault(class_word, []).append(subject)
+    random.seed(42)
+    sampled = random.sample(sorted(classes), 10)
+    return [(c, random.choice(sorted(classes[c]))) for c in sampled]
+
+
+def test_the_real_dataset_sources_are_registered():
+    assert {"synthetic", "dreambooth", "unlearncanvas"} <= set(SOURCES)
+
+
+def test_dreambooth_selects_protocol_subjects_with_protocol_tokens_and_prompts():
+    needs_dreambooth()
+    source = make_source("objects", {"source": "dreambooth", "path": str(DREAMBOOTH)})
+    concepts = source.concepts(10)
+    expected = protocol_selection(DREAMBOOTH / "dataset" / "prompts_and_classes.txt")
+    assert [(c.class_word, c.name) for c in concepts] == expected
+    assert [c.name for c in concepts] == DREAMBOOTH_SUBJECTS
+    assert [c.token for c in concepts] == TOKENS
+    for concept, token in zip(concepts, TOKENS):
+        assert concept.domain == "objects"
+        assert concept.prompt == f"a photo of {token} {concept.class_word}"
+        assert concept.subject == f"{token} {concept.class_word}"
+    # fewer tasks: a prefix of the paper's list, not another draw
+    assert source.concepts(3) == concepts[:3]
+    # the folder of prompts_and_classes.txt itself is accepted as well as the repository's
+    inner = make_source("objects", {"source": "dreambooth", "path": str(DREAMBOOTH / "dataset")})
+    assert inner.concepts(10) == concepts
+
+
+def test_dreambooth_prepares_every_photo_for_training_and_as_reference(tmp_path):
+    needs_dreambooth()
+    source = make_source("objects", {"source": "dreambooth", "path": str(DREAMBOOTH), "resolution": 24})
+    concept = source.concepts(10)[8]  # red_cartoon: 4 photos
+    source.prepare(concept, tmp_path / concept.name)
+    photos = sorted((DREAMBOOTH / "dataset" / concept.name).glob("*.jpg"))
+    assert len(photos) == 4
+    prepared = read_concept(tmp_path / concept.name)
+    assert prepared.concept == concept
+    assert sorted(p.name for p in (tmp_path / concept.name).iterdir()) == [CONCEPT_FILE, "reference", "train"]
+    assert [p.relative_to(tmp_path / concept.name).as_posix() for p in prepared.train_images] == [
+        f"train/{i:02d}.png" for i in range(4)
+    ]
+    assert len(prepared.reference_images) == 4
+    for image in prepared.load_train_images() + prepared.load_reference_images():
+        assert image.size == (24, 24) and image.mode == "RGB"
+    # the train and the reference set are the same photos, in the file order
+    first = np.asarray(Image.open(photos[0]).convert("RGB").resize((24, 24), Image.Resampling.LANCZOS), np.float32)
+    assert np.abs(np.asarray(prepared.load_train_images()[0], np.float32) - first).mean() < 8
+    for train, reference in zip(prepared.train_images, prepared.reference_images):
+        assert train.read_bytes() == reference.read_bytes()
+
+
+def test_dreambooth_photos_come_out_upright_square_rgb_whatever_their_format(tmp_path):
+    write_dreambooth_fixture(tmp_path / "db")
+    source = make_source("objects", {"source": "dreambooth", "path": str(tmp_path / "db"), "resolution": 16})
+    concept = source.concepts(1)[0]
+    source.prepare(concept, tmp_path / "out")
+    rotated, wide, grey = read_concept(tmp_path / "out").load_train_images()
+    pixels = np.asarray(rotated, np.int32)
+    assert rotated.size == (16, 16)
+    assert pixels[:6, :, 0].min() > 200 and pixels[:6, :, 2].max() < 60  # red on top
+    assert pixels[-6:, :, 2].min() > 200 and pixels[-6:, :, 0].max() < 60  # blue below
+    assert wide.size == grey.size == (16, 16) and wide.mode == grey.mode == "RGB"
+    assert tuple(np.asarray(wide)[8, 8]) == (0, 255, 0)
+    assert tuple(np.asarray(grey)[8, 8]) == (128, 128, 128)
+
+
+@pytest.mark.parametrize(
+    ("settings", "domain", "n", "message"),
+    [
+        ({}, "objects", 10, "dataset.path is required for dataset.source 'dreambooth'"),
+        ({"path": "{tmp}/nowhere"}, "objects", 10, "dataset.path '{tmp}/nowhere' is not a directory"),
+        ({"path": "{tmp}"}, "objects", 10, "dataset.path '{tmp}' holds no prompts_and_classes.txt"),
+        ({"path": "{tmp}/db"}, "styles", 10, "domain 'styles' does not match dataset.source 'dreambooth'"),
+        ({"path": "{tmp}/db"}, "objects", 11, "n_tasks 11 exceeds dataset.selection_size 10"),
+        (
+            {"path": "{tmp}/db", "selection_size": 11},
+            "objects",
+            11,
+            "lists 10 classes in prompts_and_classes.txt, fewer than the 11",
+        ),
+    ],
+)
+def test_dreambooth_config_problems_are_one_sentence_naming_the_key_and_path(tmp_path, settings, domain, n, message):
+    write_dreambooth_fixture(tmp_path / "db")
+    settings = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in settings.items()}
+    with pytest.raises(ValueError) as error:
+        make_source(domain, {"source": "dreambooth", **settings}).concepts(n)
+    assert message.format(tmp=tmp_path) in str(error.value)
+
+
+def decode_uc(image: Image.Image) -> tuple[str, str, int]:
+    r, g, b = (int(round(v / step)) for v, step in zip(np.asarray(image, np.float32).mean((0, 1)), (20, 20, 40)))
+    return (UC_STYLES[r] if r < len(UC_STYLES) else "Seed_Images", UC_OBJECTS[g], b)
+
+
+@pytest.fixture
+def unlearncanvas(tmp_path):
+    return write_unlearncanvas_fixture(tmp_path / "unlearncanvas")
+
+
+def expected_uc_selection(root: Path) -> dict[str, dict]:
+    """The documented draws, on the global generator: style -> its object, train images
+    and reference images, each as (style, object, number)."""
+    random.seed(42)
+    objects = sorted(p.name for p in (root / "Seed_Images").iterdir())
+    train_objects = random.sample(objects, 10)
+    held_out = [o for o in objects if o not in train_objects]
+    styles = random.sample(sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "Seed_Images"), 10)
+    numbers = random.choices(range(1, UC_IMAGES + 1), k=len(held_out))
+    selection = {}
+    for style, obj in zip(styles, train_objects):
+        files = sorted(p.name for p in (root / style / obj).iterdir() if p.suffix == ".jpg")
+        train = random.sample(files, 5)
+        selection[style] = {
+            "object": obj,
+            "train": sorted((style, obj, int(f.split(".")[0])) for f in train),
+            "reference": [(style, held, number) for held, number in zip(held_out, numbers)],
+        }
+    return selection
+
+
+def test_unlearncanvas_selects_ten_styles_each_training_on_one_object(unlearncanvas):
+    source = make_source("styles", {"source": "unlearncanvas", "path": str(unlearncanvas)})
+    concepts = source.concepts(10)
+    expected = expected_uc_selection(unlearncanvas)
+    assert [c.name for c in concepts] == [style.lower() for style in expected]
+    assert len({c.class_word for c in concepts}) == 10
+    for concept, (style, chosen) in zip(concepts, expected.items()):
+        words = style.lower().replace("_", " ")
+        obj = chosen["object"].lower()
+        assert concept.domain == "styles" and concept.token is None
+        assert concept.subject == words and concept.class_word == obj
+        assert concept.prompt == f"{words} image of {obj}"
+    assert source.concepts(4) == concepts[:4]
+
+
+def test_unlearncanvas_prepares_five_train_images_and_one_reference_per_held_out_object(unlearncanvas, tmp_path):
+    source = make_source("styles", {"source": "unlearncanvas", "path": str(unlearncanvas), "resolution": 8})
+    expected = expected_uc_selection(unlearncanvas)
+    held_out = set(UC_OBJECTS) - {chosen["object"] for chosen in expected.values()}
+    assert len(held_out) == 2
+    # backwards, so that each concept is prepared without the earlier ones before it
+    for concept, (style, chosen) in reversed(list(zip(source.concepts(10), expected.items()))):
+        source.prepare(concept, tmp_path / concept.name)
+        prepared = read_concept(tmp_path / concept.name)
+        train = [decode_uc(image) for image in prepared.load_train_images()]
+        reference = [decode_uc(image) for image in prepared.load_reference_images()]
+        assert sorted(train) == chosen["train"]
+        assert len(set(train)) == 5 and {(s, o) for s, o, _ in train} == {(style, chosen["object"])}
+        assert reference == chosen["reference"]
+        assert {o for _, o, _ in reference} == held_out and {s for s, _, _ in reference} == {style}
+
+
+def test_unlearncanvas_config_problems_name_the_key_and_path(unlearncanvas, tmp_path):
+    with pytest.raises(ValueError, match="has no Seed_Images folder"):
+        make_source("styles", {"source": "unlearncanvas", "path": str(tmp_path)}).concepts(10)
+    with pytest.raises(ValueError, match="does not match dataset.source 'unlearncanvas'"):
+        make_source("objects", {"source": "unlearncanvas", "path": str(unlearncanvas)}).concepts(10)
+    with pytest.raises(ValueError, match="12 objects in Seed_Images, but the selection needs 12 to train on"):
+        settings = {"source": "unlearncanvas", "path": str(unlearncanvas), "selection_size": 12}
+        make_source("styles", settings).concepts(10)
+
+
+def test_the_schema_requires_a_path_for_the_real_datasets():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(REPO / "workflow/schemas/config.schema.yaml")
+    for source in ("dreambooth", "unlearncanvas"):
+        with pytest.raises(WorkflowError, match="'path' is a required property"):
+            validate({"experiments": {"e": {"domain": "objects", "dataset": {"source": source}}}}, schema)
+    dataset = {"source": "dreambooth", "path": "/d", "resolution": 1024}
+    config = {"experiments": {"e": {"domain": "objects", "dataset": dataset}}}
+    validate(config, schema)
+    # the defaults filled in belong to the synthetic source; the real ones ignore them
+    assert config["experiments"]["e"]["dataset"] == dataset | {"seed": 0, "n_reference": 6}
+
+
+def test_the_prepare_concept_rule_prepares_a_dreambooth_subject(tmp_path):
+    needs_dreambooth()
+    config = {
+        "experiments": {
+            "db_objects": {
+                "domain": "objects",
+                "dataset": {"source": "dreambooth", "path": str(DREAMBOOTH), "resolution": 16},
+                "n_tasks": 2,
+                "order_seeds": [0],
+                "training_seeds": [0],
+            }
+        }
+    }
+    configfile = tmp_path / "dreambooth.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    target = "results/db_objects/data/fancy_boot"
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(configfile), "--cores", "1", target,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    prepared = read_concept(workdir / target)
+    assert prepared.concept.prompt == "a photo of zwz boot" and prepared.concept.token == "zwz"
+    assert len(prepared.train_images) == len(list((DREAMBOOTH / "dataset" / "fancy_boot").glob("*.jpg"))) == 6
+    assert all(image.size == (16, 16) for image in prepared.load_reference_images())
+    assert json.loads((workdir / target / CONCEPT_FILE).read_text())["concept"]["name"] == "fancy_boot"
+    assert not any(p.name == "dataset" for p in workdir.rglob("*"))  # read in place, not copied
