@@ -25,7 +25,7 @@ from continual_lora.data.concepts import read_concept
 from continual_lora.lora import LoraSpec, apply_deltas, attach_adapter, fresh_factors, linear_shapes, read_factors
 from continual_lora.methods import get_method
 from continual_lora.models.conditioning import conditioner_for
-from continual_lora.models.loading import load_pipeline, resolve_device
+from continual_lora.models.loading import ModelSource, load_pipeline, resolve_device
 
 PACKAGES = ("torch", "diffusers", "peft", "transformers", "accelerate", "safetensors", "numpy")
 
@@ -39,6 +39,73 @@ class TrainingSettings:
     max_grad_norm: float = 1.0
     weight_decay: float = 1e-4
     log_every: int = 10
+    # "no", "fp16" or "bf16": the frozen model in that precision, the forward pass under
+    # autocast, the adapter's factors and optimizer state in float32.
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    optimizer: str = "adamw"
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        try:
+            return WEIGHT_DTYPES[self.mixed_precision]
+        except KeyError:
+            raise ValueError(
+                f"training.mixed_precision: {self.mixed_precision!r} is not one of {', '.join(WEIGHT_DTYPES)}"
+            ) from None
+
+
+WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _adamw(params, settings: TrainingSettings) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+def _adamw_8bit(params, settings: TrainingSettings) -> torch.optim.Optimizer:
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise ImportError("training.optimizer: adamw_8bit needs bitsandbytes (pip install bitsandbytes)") from None
+    return bitsandbytes.optim.AdamW8bit(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+OPTIMIZERS = {"adamw": _adamw, "adamw_8bit": _adamw_8bit}
+
+
+class MixedPrecision:
+    """torch's automatic mixed precision for one training job: the forward pass under
+    autocast, and for fp16 a gradient scaler against underflow.
+
+    This is what accelerate's ``Accelerator`` sets up for a single process, but its
+    state is process-wide and refuses a second precision in the same process, which a
+    notebook or a test suite that trains in several precisions needs.
+    """
+
+    def __init__(self, dtype: torch.dtype, device: torch.device):
+        self.device_type = device.type
+        self.dtype = dtype
+        self.enabled = dtype != torch.float32
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=dtype == torch.float16)
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+    def step(self, loss: torch.Tensor, params: list[torch.nn.Parameter], optimizer, max_grad_norm: float) -> None:
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def make_optimizer(params, settings: TrainingSettings) -> torch.optim.Optimizer:
+    try:
+        build = OPTIMIZERS[settings.optimizer]
+    except KeyError:
+        raise ValueError(f"training.optimizer: {settings.optimizer!r} is not one of {', '.join(OPTIMIZERS)}") from None
+    return build(params, settings)
 
 
 def task_seed(training_seed: int, task_index: int) -> int:
@@ -82,8 +149,8 @@ class CachedTask:
         posterior = pipeline.vae.encode(pixels).latent_dist
         prompts = [prepared.concept.prompt] * settings.batch_size
         return cls(
-            latent_mean=posterior.mean,
-            latent_std=posterior.std,
+            latent_mean=posterior.mean.float(),
+            latent_std=posterior.std.float(),
             condition=conditioner_for(pipeline).encode(prompts, settings.resolution),
             scaling=pipeline.vae.config.scaling_factor,
             shift=getattr(pipeline.vae.config, "shift_factor", None) or 0.0,
@@ -132,7 +199,7 @@ def package_versions() -> dict[str, str]:
 
 def train_task(
     *,
-    base_model: str | Path,
+    base_model: ModelSource | str | Path | dict,
     method: str,
     task_index: int,
     concept_dir: str | Path,
@@ -163,18 +230,23 @@ def train_task(
 
     prepared = read_concept(concept_dir)
     device = resolve_device(device)
-    pipeline = load_pipeline(base_model, device=device)
+    base_model = ModelSource.of(base_model)
+    precision = MixedPrecision(settings.weight_dtype, device)
+    pipeline = load_pipeline(base_model, device=device, dtype=settings.weight_dtype)
     unet = pipeline.unet
     start = continual.start(previous, fresh_factors(linear_shapes(unet, spec), spec.rank, generator), spec)
     apply_deltas(unet, start.frozen_delta)
-    for module in (pipeline.vae, pipeline.text_encoder, unet):
-        module.requires_grad_(False)
+    for component in pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
     params = attach_adapter(unet, spec, start.init)
+    if settings.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     unet.train()
 
     cached = CachedTask.encode(pipeline, prepared, settings, device)
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    optimizer = make_optimizer(params, settings)
     log(
         f"task {task_index} ({prepared.concept.name!r}, {method}): "
         f"{cached.n_images} images, prompt {prepared.concept.prompt!r}"
@@ -183,13 +255,20 @@ def train_task(
     losses: list[float] = []
     loss_curve: list[tuple[int, float]] = []  # (step, mean loss since the previous line)
     for step in range(1, settings.steps + 1):
-        loss = denoising_loss(unet, noise_scheduler, cached, settings.batch_size, generator)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"task {task_index}, method {method}: the loss is {loss.item()} at step {step}")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        try:
+            with precision.autocast():
+                loss = denoising_loss(unet, noise_scheduler, cached, settings.batch_size, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"task {task_index}, method {method}: the loss is {loss.item()} at step {step}"
+                )
+            precision.step(loss, params, optimizer, settings.max_grad_norm)
+        except torch.OutOfMemoryError as error:
+            raise torch.OutOfMemoryError(
+                f"task {task_index}, method {method}: out of GPU memory at step {step}; set "
+                "training.gradient_checkpointing: true, a smaller training.batch_size, or "
+                "training.mixed_precision: bf16 (or fp16) to fit"
+            ) from error
         losses.append(loss.item())
         if step % settings.log_every == 0 or step == settings.steps:
             since = loss_curve[-1][0] if loss_curve else 0
@@ -214,7 +293,7 @@ def train_task(
         "alpha": spec.alpha,
         "scale": spec.scale,
         "target_modules": list(spec.target_modules),
-        "base_model": str(base_model),
+        "base_model": asdict(base_model),
         "previous_handoff": str(previous_handoff) if previous_handoff else None,
         "settings": asdict(settings),
         "device": str(device),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
 import numpy as np
@@ -21,6 +20,8 @@ from continual_lora.scoring import METRICS, ModelHandle, ScoringInput, get_metri
 from continual_lora.scoring.clip_t import class_prompt
 from continual_lora.scoring.csd import csd_preprocess
 from continual_lora.scoring.denoise import noise_prediction_error
+
+import tiny_metric_models
 
 OBJECT = Concept("striped_ball", "objects", "a photo of sks ball", "sks ball", "ball", "sks")
 STYLE = Concept("neon", "styles", "neon image of house", "neon", "house")
@@ -89,42 +90,12 @@ def test_pairwise_mean_cosine_matches_all_pairs():
 
 @pytest.fixture(scope="module")
 def dino_dir(tmp_path_factory):
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    root = tmp_path_factory.mktemp("dino")
-    torch.manual_seed(0)
-    config = ViTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=16
-    )
-    ViTModel(config, add_pooling_layer=False).save_pretrained(root)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root)
-    return root
+    return tiny_metric_models.build_dino(tmp_path_factory.mktemp("dino"))
 
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    from continual_lora.models.tiny import build_tokenizer
-
-    root = tmp_path_factory.mktemp("clip")
-    tokenizer = build_tokenizer(["a photo of a ball", "neon image of a house"], root / "tok", extra_words=["sks"])
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
-        ),
-        projection_dim=16,
-    )  # fmt: skip
-    CLIPModel(config).save_pretrained(root / "model")
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(root / "model")
-    return root / "model"
+    return tiny_metric_models.build_clip(tmp_path_factory.mktemp("clip"))
 
 
 def test_dino_is_the_mean_cosine_of_cls_tokens(dino_dir):
@@ -189,35 +160,6 @@ def test_clip_t_scores_each_sample_against_its_class_prompt(clip_dir):
 # --------------------------------------------------------------------------- CSD
 
 
-def _openai_visual_state(width=128, layers=2, patch=8, grid=4, mlp=256, style_dim=16, seed=0):
-    """Random weights in the layout of OpenAI CLIP's `model.visual` inside CSD_CLIP."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape, std=0.05):
-        return torch.randn(*shape, generator=g) * std
-
-    state = {
-        "backbone.conv1.weight": r(width, 3, patch, patch),
-        "backbone.class_embedding": r(width, std=0.5),
-        "backbone.positional_embedding": r(grid * grid + 1, width, std=0.5),
-        "backbone.ln_pre.weight": 1 + r(width), "backbone.ln_pre.bias": r(width),
-        "backbone.ln_post.weight": 1 + r(width), "backbone.ln_post.bias": r(width),
-        "last_layer_style": r(width, style_dim, std=0.2),
-        "last_layer_content": r(width, style_dim, std=0.2),
-    }  # fmt: skip
-    for i in range(layers):
-        b = f"backbone.transformer.resblocks.{i}."
-        state.update({
-            b + "ln_1.weight": 1 + r(width), b + "ln_1.bias": r(width),
-            b + "attn.in_proj_weight": r(3 * width, width, std=0.1), b + "attn.in_proj_bias": r(3 * width),
-            b + "attn.out_proj.weight": r(width, width, std=0.1), b + "attn.out_proj.bias": r(width),
-            b + "ln_2.weight": 1 + r(width), b + "ln_2.bias": r(width),
-            b + "mlp.c_fc.weight": r(mlp, width, std=0.1), b + "mlp.c_fc.bias": r(mlp),
-            b + "mlp.c_proj.weight": r(width, mlp, std=0.1), b + "mlp.c_proj.bias": r(width),
-        })  # fmt: skip
-    return state
-
-
 def _reference_csd_style(state, pixels, heads):
     """CSD_CLIP's style output written against OpenAI's VisionTransformer, independently
     of the transformers model: conv patches, class token, ln_pre, residual blocks with
@@ -247,19 +189,7 @@ def _reference_csd_style(state, pixels, heads):
 
 @pytest.fixture(scope="module")
 def csd_checkpoint(tmp_path_factory):
-    """A training snapshot exactly as CSD's train_csd.py saves it from DDP."""
-    state = _openai_visual_state()
-    path = tmp_path_factory.mktemp("csd") / "checkpoint.pth"
-    torch.save(
-        {
-            "model_state_dict": {f"module.{k}": v for k, v in state.items()},
-            "opt_bb": {"state": {}, "param_groups": []},
-            "iter": 3,
-            "args": argparse.Namespace(arch="vit_large", lambda_s=1.0, eval_embed="head"),
-        },
-        path,
-    )
-    return path, state
+    return tiny_metric_models.build_csd_checkpoint(tmp_path_factory.mktemp("csd"))
 
 
 def test_csd_loads_the_published_layout_and_matches_its_forward(csd_checkpoint, tmp_path):

@@ -41,6 +41,28 @@ class StableDiffusionConditioner(Conditioner):
         return {"encoder_hidden_states": embeds}
 
 
+class StableDiffusionXLConditioner(Conditioner):
+    """SDXL: both text encoders' hidden states, the second one's pooled embedding, and
+    the size/crop "time ids" of a square, uncropped image at the training resolution."""
+
+    pipeline_classes = ("StableDiffusionXLPipeline",)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str], resolution: int) -> dict[str, Any]:
+        pipeline = self.pipeline
+        embeds, _, pooled, _ = pipeline.encode_prompt(
+            prompts, device=pipeline.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
+        size = (resolution, resolution)
+        time_ids = pipeline._get_add_time_ids(
+            size, (0, 0), size, dtype=embeds.dtype, text_encoder_projection_dim=pipeline.text_encoder_2.config.projection_dim
+        )
+        return {
+            "encoder_hidden_states": embeds,
+            "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids.to(embeds.device).repeat(len(prompts), 1)},
+        }
+
+
 def conditioner_for(pipeline: DiffusionPipeline) -> Conditioner:
     name = type(pipeline).__name__
     try:

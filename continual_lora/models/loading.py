@@ -7,15 +7,46 @@ from a hub id or a local diffusers folder (the embedded tiny model is one), with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
 from continual_lora.checkpoint import load_tensors
 from continual_lora.lora import Tensors, apply_deltas
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the base model W0 comes from: a hub id or a local diffusers folder, and
+    optionally a separate VAE (SDXL's fp16-fix VAE) and a weights variant ("fp16")."""
+
+    name: str
+    vae: str | None = None
+    variant: str | None = None
+
+    @classmethod
+    def of(cls, source: ModelSource | str | Path | dict) -> ModelSource:
+        if isinstance(source, ModelSource):
+            return source
+        if isinstance(source, dict):
+            return cls(**source)
+        return cls(name=str(source))
+
+
+def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}") from None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -27,16 +58,21 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def load_pipeline(
-    model: str | Path,
+    model: ModelSource | str | Path | dict,
     deltas: Tensors | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
 ) -> DiffusionPipeline:
     """The pipeline of ``model`` with ``deltas`` ({module: W - W0}) fused into its UNet."""
+    source = ModelSource.of(model)
+    dtype = resolve_dtype(dtype)
     # Loading bars would drown a job's log, which is meant for its progress lines.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    pipeline = DiffusionPipeline.from_pretrained(str(model), dtype=dtype)
+    components = {}
+    if source.vae:
+        components["vae"] = AutoencoderKL.from_pretrained(source.vae, dtype=dtype)
+    pipeline = DiffusionPipeline.from_pretrained(source.name, dtype=dtype, variant=source.variant, **components)
     pipeline.set_progress_bar_config(disable=True)
     if deltas:
         apply_deltas(pipeline.unet, deltas)

@@ -47,10 +47,10 @@ class ModelHandle:
     @classmethod
     def load(
         cls,
-        base_model: str | Path,
+        base_model: Any,  # a ModelSource, or what ModelSource.of takes
         handoff: str | Path | None = None,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: str | torch.dtype = torch.float32,
     ) -> ModelHandle:
         """The model after a task (its ``handoff.safetensors``), or the base model for None."""
         # Deferred: diffusers is heavy, and most metrics never need a pipeline.

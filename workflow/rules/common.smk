@@ -31,8 +31,9 @@ def uses_tiny_model():
 
 
 def base_model_ref():
-    """What the training script loads: the embedded model's folder, or a hub id or path."""
-    return TINY_MODEL if uses_tiny_model() else config["base_model"]["name"]
+    """What the scripts load (continual_lora.models.loading.ModelSource): the embedded
+    model's folder, or a hub id or path with its optional VAE and variant."""
+    return config["base_model"] | {"name": TINY_MODEL} if uses_tiny_model() else config["base_model"]
 
 
 def get_base_model(wildcards=None):
@@ -131,6 +132,7 @@ def get_generation_params(wildcards):
             "resolution": config["training"]["resolution"],
             "scheduler": evaluation["scheduler"],
         },
+        "dtype": evaluation["dtype"],
     }
 
 
@@ -139,6 +141,7 @@ def get_scoring_params(wildcards):
         "base_model": base_model_ref(),
         "device": config["device"],
         "metrics": experiment_metrics(wildcards.experiment),
+        "dtype": config["evaluation"]["dtype"],
         "method": getattr(wildcards, "method", "base"),
         "run": getattr(wildcards, "run", ""),
         "after_task": int(getattr(wildcards, "task", 0)),

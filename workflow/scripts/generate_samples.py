@@ -11,7 +11,10 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 params = snakemake.params.generation
 handoff = snakemake.input.get("handoff")
 pipeline = load_pipeline(
-    params["base_model"], checkpoint_deltas(handoff) if handoff else None, device=resolve_device(params["device"])
+    params["base_model"],
+    checkpoint_deltas(handoff) if handoff else None,
+    device=resolve_device(params["device"]),
+    dtype=params["dtype"],
 )
 settings = params["settings"]
 tasks = [(task, Concept(**concept)) for task, concept in params["tasks"]]

@@ -1,0 +1,105 @@
+"""The paper-scale presets in config/: their whole graph in a dry run, and an end-to-end
+run of each with tiny models of its family.
+
+The end-to-end runs change only what must change to run here in seconds: the model
+and the metric networks (tiny random ones of the same classes, saved locally), the
+dataset folders (miniatures in the upstream layouts), and the sizes (2 tasks, 1 run,
+1 method, a few steps, 32 px). Everything else (mixed precision, the VAE swap, the
+templates, the paper's metrics per domain) is the preset's own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import tiny_families
+import tiny_metric_models
+from dataset_fixtures import write_dreambooth_fixture, write_unlearncanvas_fixture
+from test_workflow import REPO, snakemake
+
+PRESETS = REPO / "config"
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    write_dreambooth_fixture(root / "dreambooth")
+    write_unlearncanvas_fixture(root / "unlearncanvas")
+    return {"dreambooth": root / "dreambooth", "unlearncanvas": root / "unlearncanvas"}
+
+
+def with_datasets(config: dict, datasets: dict) -> dict:
+    for experiment in config["experiments"].values():
+        experiment["dataset"]["path"] = str(datasets[experiment["dataset"]["source"]])
+    return config
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    table = dry_run_output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.mark.parametrize("preset", ["sdxl", "sd15"])
+def test_a_preset_builds_the_papers_whole_graph(preset, datasets, tmp_path):
+    config = with_datasets(yaml.safe_load((PRESETS / f"{preset}.yaml").read_text()), datasets)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    counts = job_counts(snakemake(tmp_path, configfile, "--dry-run").stdout)
+    print(preset, counts)
+    # 2 domains x 4 methods x 8 runs (4 task orders x 2 training seeds) x 10 tasks.
+    assert counts["train_task"] == counts["generate_samples"] == counts["score_samples"] == 2 * 4 * 8 * 10
+    assert counts["prepare_concept"] == 2 * 10
+    assert counts["audit_chain"] == 2 * 4 * 8
+    assert counts["generate_base_samples"] == counts["summarize_experiment"] == 2
+    assert "pretrain_tiny_model" not in counts
+
+
+@pytest.fixture(scope="module")
+def metric_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("metric_models")
+    return {
+        "dino": {"model": str(tiny_metric_models.build_dino(root / "dino"))},
+        "clip_i": {"model": str(tiny_metric_models.build_clip(root / "clip"))},
+        "csd": {"checkpoint": str(tiny_metric_models.build_csd_checkpoint(root)[0])},
+    }
+
+
+@pytest.mark.parametrize(("preset", "build"), [("sdxl", tiny_families.build_sdxl), ("sd15", tiny_families.build_sd15)])
+def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, datasets, metric_models, tmp_path):
+    config = with_datasets(yaml.safe_load((PRESETS / f"{preset}.yaml").read_text()), datasets)
+    config["base_model"]["name"] = str(build(tmp_path / "model"))
+    if config["base_model"].get("vae"):
+        config["base_model"]["vae"] = str(tiny_families.build_vae(tmp_path))
+    for experiment in config["experiments"].values():
+        experiment.update(n_tasks=2, order_seeds=[0], training_seeds=[0])
+        experiment["dataset"]["resolution"] = 32
+    config["methods"] = ["merge_and_init"]
+    config["training"].update(steps=2, resolution=32, log_every=1)
+    config["metric_settings"] = {name: metric_models[name] for name in config["metric_settings"]}
+    config["evaluation"].update(samples_per_prompt=1, inference_steps=2, batch_size=5)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+
+    targets = [f"results/{name}/tables/summary.csv" for name in config["experiments"]]
+    snakemake(tmp_path, configfile, "--", *targets)
+
+    for name, experiment in config["experiments"].items():
+        scores = pd.read_csv(tmp_path / f"results/{name}/merge_and_init/order0_seed0/task2/scores.csv")
+        assert set(scores["metric"]) == set(experiment["metrics"])
+        assert len(scores) == 2 * len(experiment["metrics"])  # tasks 1 and 2, each metric
+        assert scores["value"].notna().all()
+        summary = pd.read_csv(tmp_path / f"results/{name}/tables/summary.csv")
+        assert set(summary["method"]) == {"base", "merge_and_init"}
+        samples = list((tmp_path / f"results/{name}/merge_and_init/order0_seed0/task2/samples").rglob("*.png"))
+        assert len(samples) == 2 * len(config["evaluation"]["templates"][experiment["domain"]])
+        meta = json.loads(
+            (tmp_path / f"results/{name}/merge_and_init/order0_seed0/task2/checkpoint/meta.json").read_text()
+        )
+        assert meta["settings"]["mixed_precision"] == config["training"]["mixed_precision"]
+        assert {k: meta["base_model"][k] for k in config["base_model"]} == config["base_model"]
