@@ -1,24 +1,346 @@
 """Checks of a workflow config that its JSON schema cannot express.
 
 Run when the Snakefile loads, after the schema has validated the config and filled in
-its defaults; each problem is one sentence naming the config key.
+its defaults, so that bad input stops the workflow before any job and before anything
+under ``results/`` is written. Each problem is one sentence that names the config key
+(or the file), what is wrong, and what is expected.
+
+The checks are a registry, run in order; the first check that finds problems stops
+the rest (later checks rely on what earlier ones established, e.g. that the model
+folder exists before its resolution is read).
+
+Resolution: ``training.resolution`` must be a multiple of everything the model
+downsamples by (the VAE's factor times 2 ** (UNet down blocks - 1)). The embedded tiny
+model takes any multiple of 16; it is pretrained at ``tiny_model.resolution`` only,
+so another training resolution is allowed but gives it a scale it has never drawn.
+A hub model cannot be read offline, so its resolution is left to the job.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from continual_lora.data.sources import DatasetError
+from continual_lora.experiment import experiments_from_config
 from continual_lora.methods import METHODS
+from continual_lora.scoring import METRICS
+from continual_lora.scoring.base import REQUIRED
+
+# Folders of results/ that the workflow writes itself, beside the experiments'.
+RESERVED_EXPERIMENT_NAMES = ("models", "logs", "benchmarks")
+RESULTS = "results"
+TINY = "tiny"
+# A hub id is exactly "org/name"; anything else that is not "tiny" is a local path.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+SUPPORTED_PIPELINES_HINT = "a diffusers folder of StableDiffusionPipeline or StableDiffusionXLPipeline"
 
 
 class ConfigError(ValueError):
     pass
 
 
-def check_config(config: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class Workspace:
+    """What a check may look at besides the config: the directory the workflow runs
+    in (relative paths in the config are relative to it) and the config schema."""
+
+    directory: Path
+    schema: dict[str, Any] | None = None
+
+    def path(self, name: str) -> Path:
+        return self.directory / Path(name).expanduser()
+
+
+Check = Callable[[dict[str, Any], Workspace], Iterable[str]]
+CHECKS: list[Check] = []
+
+
+def config_check(check: Check) -> Check:
+    CHECKS.append(check)
+    return check
+
+
+def check_config(
+    config: dict[str, Any], schema: str | Path | dict | None = None, directory: str | Path | None = None
+) -> None:
+    """Raise ConfigError with one sentence per problem, from the first check that finds any.
+
+    ``schema`` (the schema file or its content) lets numbers be checked against the
+    types it declares; ``directory`` is where the workflow runs (default: here).
+    """
+    if isinstance(schema, (str, Path)):
+        schema = yaml.safe_load(Path(schema).read_text())
+    workspace = Workspace(Path(directory) if directory is not None else Path.cwd(), schema)
+    for check in CHECKS:
+        problems = [sentence(problem) for problem in check(config, workspace)]
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+
+def sentence(text: str) -> str:
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
+def _names(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _integer_only(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return "integer" in kinds and "number" not in kinds
+
+
+def _whole_floats(schema: dict[str, Any], value: Any, key: str) -> Iterator[tuple[str, float]]:
+    """(key, value) of every float where the schema wants an integer. JSON Schema
+    counts 2.0 as an integer, but the workflow puts these values in file names
+    ("order2.0_seed0") and ranges, where only a Python int works."""
+    if isinstance(value, float) and _integer_only(schema):
+        yield key, value
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for name, item in value.items():
+            sub = properties.get(name, extra)
+            if isinstance(sub, dict):
+                yield from _whole_floats(sub, item, f"{key}.{name}" if key else str(name))
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            yield from _whole_floats(schema["items"], item, key)
+
+
+@config_check
+def integers(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    if workspace.schema is None:
+        return
+    for key, value in _whole_floats(workspace.schema, config, ""):
+        yield f"config key {key!r} holds {value!r}, which is not an integer; write it as {int(value)}"
+
+
+@config_check
+def experiment_names(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    """The schema keeps names to one path component; these clash with other folders."""
+    folded: dict[str, str] = {}
+    for name in config["experiments"]:
+        if name in RESERVED_EXPERIMENT_NAMES:
+            yield (
+                f"config key 'experiments.{name}' names an experiment {name!r}, but results/{name} holds the "
+                f"workflow's own files; choose a name other than {', '.join(RESERVED_EXPERIMENT_NAMES)}"
+            )
+        other = folded.setdefault(name.lower(), name)
+        if other != name:
+            # One folder on a case-insensitive file system (macOS, Windows).
+            yield f"config keys 'experiments.{other}' and 'experiments.{name}' differ only in case; rename one"
+
+
+# --------------------------------------------------------------------------- methods and metrics
+
+# What the paper scores each domain with, used where an experiment names no metrics.
+PAPER_METRICS = {"objects": ("clip_i", "dino"), "styles": ("csd", "dino")}
+
+
+def metric_names(experiment: dict[str, Any]) -> list[str]:
+    """The metric backends an experiment scores with: its own list, else the paper's."""
+    return list(experiment.get("metrics") or PAPER_METRICS[experiment["domain"]])
+
+
+@config_check
+def methods(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
     unknown = [m for m in config["methods"] if m not in METHODS]
     if unknown:
-        raise ConfigError(
+        yield (
             f"config key 'methods' names unknown method(s) {', '.join(map(repr, unknown))}; "
-            f"known methods: {', '.join(sorted(METHODS))}."
+            f"known methods: {_names(METHODS)}"
         )
+
+
+@config_check
+def metrics(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    for experiment, spec in config["experiments"].items():
+        key = f"experiments.{experiment}.metrics"
+        domain = spec["domain"]
+        for name in metric_names(spec):
+            if name not in METRICS:
+                yield f"config key {key!r} names metric {name!r}, which is not registered; known: {_names(METRICS)}"
+            elif domain not in METRICS[name].domains:
+                usable = [m for m, cls in METRICS.items() if domain in cls.domains]
+                yield (
+                    f"config key {key!r} names metric {name!r}, which scores {' and '.join(METRICS[name].domains)} "
+                    f"only, but the experiment's domain is {domain}; metrics for {domain}: {_names(usable)}"
+                )
+
+
+@config_check
+def metric_settings(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    """What a metric backend would refuse when a scoring job builds it, found now."""
+    settings = config.get("metric_settings", {})
+    for name, given in settings.items():
+        if name not in METRICS:
+            yield f"config key 'metric_settings.{name}' names no registered metric; known: {_names(METRICS)}"
+            continue
+        for unknown in sorted(set(given) - set(METRICS[name].defaults)):
+            yield (
+                f"config key 'metric_settings.{name}.{unknown}' is not a setting of metric {name!r}; "
+                f"it reads {_names(METRICS[name].defaults) or 'none'}"
+            )
+    used = {m: e for e, spec in config["experiments"].items() for m in metric_names(spec) if m in METRICS}
+    for name, experiment in used.items():
+        for setting, default in METRICS[name].defaults.items():
+            if default is REQUIRED and setting not in settings.get(name, {}):
+                yield (
+                    f"config key 'metric_settings.{name}.{setting}' is required by metric {name!r} "
+                    f"(experiment {experiment!r} uses it) but is not set"
+                )
+
+
+# --------------------------------------------------------------------------- base model
+
+
+def _is_local(name: str, workspace: Workspace) -> bool:
+    return name.startswith(("/", ".", "~")) or workspace.path(name).exists() or not HUB_ID.fullmatch(name)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _model_folder_problem(key: str, name: str, workspace: Workspace) -> str | None:
+    folder = workspace.path(name)
+    if not folder.is_dir():
+        return (
+            f"config key {key!r} is {name!r}, which is neither 'tiny', an existing folder nor a hub id "
+            "of the form org/name (e.g. stabilityai/stable-diffusion-xl-base-1.0)"
+        )
+    index = _read_json(folder / "model_index.json")
+    if index is None:
+        return (
+            f"config key {key!r} is the folder {name!r}, which has no readable model_index.json, so it is not "
+            f"a diffusers model folder; expected {SUPPORTED_PIPELINES_HINT} (written by save_pretrained)"
+        )
+    # Deferred: it imports diffusers, which only a local model needs here.
+    from continual_lora.models.conditioning import CONDITIONERS
+
+    family = index.get("_class_name")
+    if family not in CONDITIONERS:
+        return (
+            f"config key {key!r} is the folder {name!r}, a {family} model, a family this workflow cannot "
+            f"condition; supported pipelines: {_names(CONDITIONERS)}"
+        )
+    return None
+
+
+def _vae_folder_problem(name: str, workspace: Workspace) -> str | None:
+    if _read_json(workspace.path(name) / "config.json") is None:
+        return (
+            f"config key 'base_model.vae' is {name!r}, which is neither a hub id of the form org/name nor a "
+            "folder with the config.json of an AutoencoderKL"
+        )
+    return None
+
+
+@config_check
+def base_model(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    model = config["base_model"]
+    if model["name"] != TINY and _is_local(model["name"], workspace):
+        problem = _model_folder_problem("base_model.name", model["name"], workspace)
+        if problem:
+            yield problem
+    if model.get("vae") and _is_local(model["vae"], workspace):
+        problem = _vae_folder_problem(model["vae"], workspace)
+        if problem:
+            yield problem
+
+
+def _downsampling(unet: dict[str, Any], vae: dict[str, Any]) -> tuple[int, int]:
+    """(VAE factor, UNet factor): the VAE halves the image at every level but the
+    last, and the UNet the latents at every down block but the last."""
+    return 2 ** (len(vae["block_out_channels"]) - 1), 2 ** (len(unet["down_block_types"]) - 1)
+
+
+def _tiny_configs(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from continual_lora.models import tiny
+
+    settings = tiny.TinyModelSettings(resolution=config["tiny_model"]["resolution"])
+    return tiny._unet_config(settings), tiny._vae_config(settings)
+
+
+def _local_configs(config: dict[str, Any], workspace: Workspace) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    model = config["base_model"]
+    folder = workspace.path(model["name"])
+    vae = workspace.path(model["vae"]) if model.get("vae") and _is_local(model["vae"], workspace) else folder / "vae"
+    unet_config = _read_json(folder / "unet" / "config.json")
+    vae_config = _read_json(vae / "config.json")
+    if unet_config is None or vae_config is None:
+        return None
+    return unet_config, vae_config
+
+
+@config_check
+def resolution(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    name = config["base_model"]["name"]
+    if name == TINY:
+        configs = _tiny_configs(config)
+    elif _is_local(name, workspace):
+        configs = _local_configs(config, workspace)
+        if configs is None:
+            yield (
+                f"config key 'base_model.name' is the folder {name!r}, which lacks unet/config.json or "
+                f"vae/config.json; expected {SUPPORTED_PIPELINES_HINT}"
+            )
+            return
+    else:
+        return
+    vae_factor, unet_factor = _downsampling(*configs)
+    multiple = vae_factor * unet_factor
+    size = config["training"]["resolution"]
+    if size % multiple:
+        yield (
+            f"config key 'training.resolution' is {size}, which the base model cannot take: it must be a "
+            f"multiple of {multiple} (its VAE downsamples by {vae_factor}, its UNet by {unet_factor} more), "
+            f"e.g. {max(multiple, size // multiple * multiple)}"
+        )
+
+
+# --------------------------------------------------------------------------- results and datasets
+
+
+@config_check
+def results_directory(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    results = workspace.directory / RESULTS
+    if results.exists() and not results.is_dir():
+        yield f"{str(results)!r} is a file, but the workflow writes its results into a directory of that name"
+        return
+    writable = results if results.exists() else workspace.directory
+    if not os.access(writable, os.W_OK | os.X_OK):
+        yield (
+            f"the results directory {str(results)!r} cannot be written by this user; run from a directory "
+            "you can write to (snakemake --directory) or fix its permissions"
+        )
+
+
+@config_check
+def datasets(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    """Every image the first task will read opens, before any job: the selected
+    concepts only, headers and a small-scale decode, so it stays quick."""
+    for name, experiment in experiments_from_config(config).items():
+        prefix = f"experiments.{name}"
+        try:
+            experiment.source.check(experiment.n_tasks)
+        except DatasetError as error:
+            yield f"config key '{prefix}.{error.key}': {error.detail}"
+        except (OSError, ValueError) as error:
+            yield f"config key '{prefix}.dataset': {error}"

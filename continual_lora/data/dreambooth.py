@@ -30,8 +30,10 @@ from continual_lora.data.concepts import Concept, write_concept
 from continual_lora.data.sources import (
     PROTOCOL_SELECTION_SEED,
     RARE_TOKENS,
+    DatasetError,
     DatasetSource,
     check_domain,
+    check_image_folder,
     dataset_root,
     image_files,
     path_safe,
@@ -47,7 +49,7 @@ def read_classes(classes_file: Path) -> dict[str, list[str]]:
     """Class -> its subjects sorted by name, from the table that opens ``prompts_and_classes.txt``."""
     lines = [line.strip() for line in classes_file.read_text().splitlines()]
     if TABLE_HEADER not in lines:
-        raise ValueError(f"dataset.path file {str(classes_file)!r} has no {TABLE_HEADER!r} table")
+        raise DatasetError("dataset.path", f"file {str(classes_file)!r} has no {TABLE_HEADER!r} table")
     classes: dict[str, list[str]] = {}
     for line in lines[lines.index(TABLE_HEADER) + 1 :]:
         if not line:  # the table ends at the first blank line; prompt lists follow
@@ -84,21 +86,22 @@ class DreamBoothSource(DatasetSource):
         for root in (given, given / "dataset"):
             if (root / CLASSES_FILE).is_file():
                 return root
-        raise ValueError(f"dataset.path {str(given)!r} holds no {CLASSES_FILE}, neither itself nor in dataset/")
+        raise DatasetError("dataset.path", f"{str(given)!r} holds no {CLASSES_FILE}, neither itself nor in dataset/")
 
     def concepts(self, n: int) -> list[Concept]:
         check_domain(self, "objects")
         classes = read_classes(self.root / CLASSES_FILE)
         k = selection_size(self.settings, n)
         if k > len(classes):
-            raise ValueError(
-                f"dataset.path {str(self.root)!r} lists {len(classes)} classes in {CLASSES_FILE}, "
-                f"fewer than the {k} the selection samples"
+            raise DatasetError(
+                "dataset.path",
+                f"{str(self.root)!r} lists {len(classes)} classes in {CLASSES_FILE}, "
+                f"fewer than the {k} the selection samples",
             )
         concepts = []
         for (class_word, subject), token in zip(select_subjects(classes, k)[:n], RARE_TOKENS):
             if not (self.root / subject).is_dir():
-                raise ValueError(f"dataset.path {str(self.root)!r} has no folder for subject {subject!r}")
+                raise DatasetError("dataset.path", f"{str(self.root)!r} has no folder for subject {subject!r}")
             concepts.append(
                 Concept(
                     name=path_safe(subject),
@@ -111,11 +114,25 @@ class DreamBoothSource(DatasetSource):
             )
         return concepts
 
+    def check(self, n: int) -> list[Concept]:
+        concepts = super().check(n)
+        for concept in concepts:
+            folders = [p.name for p in self.root.iterdir() if p.is_dir() and path_safe(p.name) == concept.name]
+            if len(folders) > 1:
+                # Which of them a job would read is up to the file system's listing order.
+                raise DatasetError(
+                    "dataset.path",
+                    f"{str(self.root)!r} has folders {folders} that all give the concept name {concept.name!r}; "
+                    "rename all but one",
+                )
+            check_image_folder(self._subject_folder(concept))
+        return concepts
+
     def prepare(self, concept: Concept, out_dir: str | Path) -> None:
         folder = self._subject_folder(concept)
         files = image_files(folder)
         if not files:
-            raise ValueError(f"dataset.path subject folder {str(folder)!r} holds no images")
+            raise DatasetError("dataset.path", f"subject folder {str(folder)!r} holds no images")
         images = [square_rgb(f, self.resolution) for f in files]
         write_concept(out_dir, concept, train=images, reference=images)
 
@@ -123,4 +140,4 @@ class DreamBoothSource(DatasetSource):
         for subject in (p.name for p in self.root.iterdir() if p.is_dir()):
             if path_safe(subject) == concept.name:
                 return self.root / subject
-        raise ValueError(f"dataset.path {str(self.root)!r} has no folder for concept {concept.name!r}")
+        raise DatasetError("dataset.path", f"{str(self.root)!r} has no folder for concept {concept.name!r}")

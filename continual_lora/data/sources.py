@@ -6,6 +6,7 @@ graph) and prepares one concept into the layout of ``continual_lora.data.concept
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from functools import cached_property
@@ -32,8 +33,24 @@ RARE_TOKENS = (
 PROTOCOL_SELECTION = 10
 PROTOCOL_SELECTION_SEED = 42
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# A concept name is a folder name and a workflow wildcard (common.smk's constraint).
+CONCEPT_NAME = re.compile(r"[a-z0-9_]+")
+# Images are checked by decoding them at about this size: JPEG decodes at 1/2, 1/4 or
+# 1/8 scale for it, so a truncated or corrupt file is found without decoding it whole.
+CHECK_DECODE_SIZE = 64
 
 SOURCES: dict[str, type[DatasetSource]] = {}
+
+
+class DatasetError(ValueError):
+    """A problem with an experiment's dataset, tied to the config key (relative to the
+    experiment, e.g. ``dataset.path``) that it comes from, so that the workflow can
+    name the key: ``str()`` is the key followed by ``detail``."""
+
+    def __init__(self, key: str, detail: str):
+        super().__init__(f"{key} {detail}")
+        self.key = key
+        self.detail = detail
 
 
 class DatasetSource(ABC):
@@ -54,6 +71,14 @@ class DatasetSource(ABC):
     @abstractmethod
     def prepare(self, concept: Concept, out_dir: str | Path) -> None:
         """Write ``concept``'s images and ``concept.json`` under ``out_dir``."""
+
+    def check(self, n: int) -> list[Concept]:
+        """Find now what would fail a job later: the first ``n`` concepts exist and are
+        distinct (sources on disk also open every image they will read). Raises
+        DatasetError; cheap enough to run whenever the workflow loads."""
+        concepts = self.concepts(n)
+        check_distinct(concepts)
+        return concepts
 
 
 class SyntheticSource(DatasetSource):
@@ -100,6 +125,13 @@ class SyntheticSource(DatasetSource):
             )
         return concepts
 
+    def check(self, n: int) -> list[Concept]:
+        if n > len(self._world):
+            raise DatasetError(
+                "n_tasks", f"{n} exceeds the {len(self._world)} concepts of the synthetic {self.domain} dataset"
+            )
+        return super().check(n)
+
     def prepare(self, concept: Concept, out_dir: str | Path) -> None:
         world = self._world
         index = [c.name for c in world].index(concept.name)
@@ -130,10 +162,15 @@ class SyntheticSource(DatasetSource):
 def dataset_root(settings: dict[str, Any]) -> Path:
     """The existing folder that ``dataset.path`` names."""
     if not settings.get("path"):
-        raise ValueError(f"dataset.path is required for dataset.source {settings.get('source')!r}")
+        raise DatasetError("dataset.path", f"is required for dataset.source {settings.get('source')!r}")
     root = Path(settings["path"]).expanduser()
     if not root.is_dir():
-        raise ValueError(f"dataset.path {str(root)!r} is not a directory")
+        raise DatasetError("dataset.path", f"{str(root)!r} is not a directory")
+    check_readable(root)
+    if next(root.iterdir(), None) is None:
+        raise DatasetError(
+            "dataset.path", f"{str(root)!r} is empty; expected the {settings.get('source')} dataset in its upstream layout"
+        )
     return root
 
 
@@ -141,15 +178,79 @@ def selection_size(settings: dict[str, Any], n: int) -> int:
     """How many concepts the seeded selection draws; the experiment takes the first ``n``."""
     size = int(settings.get("selection_size", PROTOCOL_SELECTION))
     if n > size:
-        raise ValueError(f"n_tasks {n} exceeds dataset.selection_size {size}, the concepts the selection draws")
+        raise DatasetError("n_tasks", f"{n} exceeds dataset.selection_size {size}, the concepts the selection draws")
     return size
 
 
 def check_domain(source: DatasetSource, domain: str) -> None:
     if source.domain != domain:
-        raise ValueError(
-            f"domain {source.domain!r} does not match dataset.source {source.name!r}, which holds {domain}"
+        raise DatasetError("domain", f"{source.domain!r} does not match dataset.source {source.name!r}, which holds {domain}")
+
+
+def check_distinct(concepts: list[Concept]) -> None:
+    """Concept names are folder names and wildcards, and tokens tell concepts apart in
+    prompts: each must be usable and unique."""
+    for concept in concepts:
+        if not CONCEPT_NAME.fullmatch(concept.name):
+            raise DatasetError(
+                "dataset",
+                f"concept name {concept.name!r} is not usable as a folder name and wildcard "
+                "(expected lower-case letters, digits and '_'); rename its folder",
+            )
+    for attribute in ("name", "token"):
+        seen: dict[str, int] = {}
+        for position, concept in enumerate(concepts, start=1):
+            value = getattr(concept, attribute)
+            if value is None:
+                continue
+            if value in seen:
+                raise DatasetError(
+                    "dataset",
+                    f"has two concepts with the {attribute} {value!r} (concepts {seen[value]} and {position}); "
+                    f"each concept needs its own {attribute}",
+                )
+            seen[value] = position
+
+
+def check_readable(folder: Path) -> None:
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DatasetError("dataset.path", f"folder {str(folder)!r} cannot be read by this user (permission denied)")
+
+
+def check_image(path: Path) -> None:
+    """Open ``path`` as the preparation will, on a small scale: a file that is not an
+    image, truncated or corrupt fails here, named, instead of in a job."""
+    try:
+        with Image.open(path) as image:
+            image.verify()  # the container: chunk structure and checksums
+        with Image.open(path) as image:
+            image.draft("RGB", (CHECK_DECODE_SIZE, CHECK_DECODE_SIZE))
+            image.load()  # the pixel stream, which verify() does not decode
+    except Exception as error:  # noqa: BLE001 -- PIL signals a bad file with many exception types
+        raise DatasetError(
+            "dataset.path", f"file {str(path)!r} cannot be read as an image ({error}); replace or remove it"
+        ) from None
+
+
+def check_image_folder(folder: Path, minimum: int = 1) -> list[Path]:
+    """The images of one concept folder, each opened: every entry that is not hidden
+    must be an image, and there must be at least ``minimum`` of them."""
+    check_readable(folder)
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+    strays = [p.name for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if strays:
+        raise DatasetError(
+            "dataset.path",
+            f"folder {str(folder)!r} holds {strays[0]!r}, which is not an image (expected only "
+            f"{', '.join(IMAGE_SUFFIXES)} files); move it out of the dataset",
         )
+    images = image_files(folder)
+    if len(images) < minimum:
+        count = "no images" if not images else f"{len(images)} images, fewer than the {minimum} needed"
+        raise DatasetError("dataset.path", f"folder {str(folder)!r} holds {count}")
+    for path in images:
+        check_image(path)
+    return images
 
 
 def path_safe(name: str) -> str:

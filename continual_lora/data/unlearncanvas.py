@@ -37,8 +37,11 @@ from continual_lora.data import synthetic
 from continual_lora.data.concepts import Concept, write_concept
 from continual_lora.data.sources import (
     PROTOCOL_SELECTION_SEED,
+    DatasetError,
     DatasetSource,
     check_domain,
+    check_image,
+    check_image_folder,
     dataset_root,
     image_files,
     path_safe,
@@ -78,7 +81,7 @@ class UnlearnCanvasSource(DatasetSource):
     def root(self) -> Path:
         root = dataset_root(self.settings)
         if not (root / SEED_IMAGES).is_dir():
-            raise ValueError(f"dataset.path {str(root)!r} has no {SEED_IMAGES} folder, so it is not UnlearnCanvas")
+            raise DatasetError("dataset.path", f"{str(root)!r} has no {SEED_IMAGES} folder, so it is not UnlearnCanvas")
         return root
 
     def concepts(self, n: int) -> list[Concept]:
@@ -95,6 +98,18 @@ class UnlearnCanvasSource(DatasetSource):
             for style, obj in zip(selection.styles[:n], selection.train_objects)
         ]
 
+    def check(self, n: int) -> list[Concept]:
+        concepts = super().check(n)
+        # The draws of prepare(), replayed to find every file the first n styles read.
+        rng = random.Random(PROTOCOL_SELECTION_SEED)
+        selection = self._draw(rng, selection_size(self.settings, n))
+        numbers = rng.choices(range(1, self._images_per_object(selection.held_out) + 1), k=len(selection.held_out))
+        for style, obj in zip(selection.styles[:n], selection.train_objects):
+            check_image_folder(self.root / style / obj, minimum=TRAIN_IMAGES_PER_STYLE)
+            for held, number in zip(selection.held_out, numbers):
+                check_image(self._numbered_image(style, held, number))
+        return concepts
+
     def prepare(self, concept: Concept, out_dir: str | Path) -> None:
         k = selection_size(self.settings, 0)
         selection = self._select(k)
@@ -110,9 +125,10 @@ class UnlearnCanvasSource(DatasetSource):
         for style, obj in zip(selection.styles[: index + 1], selection.train_objects):
             candidates = image_files(self.root / style / obj)
             if len(candidates) < TRAIN_IMAGES_PER_STYLE:
-                raise ValueError(
-                    f"dataset.path folder {str(self.root / style / obj)!r} holds {len(candidates)} images, "
-                    f"fewer than the {TRAIN_IMAGES_PER_STYLE} a style trains on"
+                raise DatasetError(
+                    "dataset.path",
+                    f"folder {str(self.root / style / obj)!r} holds {len(candidates)} images, "
+                    f"fewer than the {TRAIN_IMAGES_PER_STYLE} a style trains on",
                 )
             train_files = rng.sample(candidates, TRAIN_IMAGES_PER_STYLE)
         style = selection.styles[index]
@@ -129,16 +145,17 @@ class UnlearnCanvasSource(DatasetSource):
     def _draw(self, rng: random.Random, k: int) -> StyleSelection:
         objects = _folders(self.root / SEED_IMAGES)
         if len(objects) <= k:
-            raise ValueError(
-                f"dataset.path {str(self.root)!r} has {len(objects)} objects in {SEED_IMAGES}, "
-                f"but the selection needs {k} to train on and at least one held out"
+            raise DatasetError(
+                "dataset.path",
+                f"{str(self.root)!r} has {len(objects)} objects in {SEED_IMAGES}, "
+                f"but the selection needs {k} to train on and at least one held out",
             )
         train_objects = rng.sample(objects, k)
         held_out = [obj for obj in objects if obj not in train_objects]
         styles = [name for name in _folders(self.root) if name != SEED_IMAGES]
         if len(styles) < k:
-            raise ValueError(
-                f"dataset.path {str(self.root)!r} has {len(styles)} style folders, fewer than the {k} selected"
+            raise DatasetError(
+                "dataset.path", f"{str(self.root)!r} has {len(styles)} style folders, fewer than the {k} selected"
             )
         return StyleSelection(styles=rng.sample(styles, k), train_objects=train_objects, held_out=held_out)
 
@@ -146,18 +163,18 @@ class UnlearnCanvasSource(DatasetSource):
         selection = self._draw(random.Random(PROTOCOL_SELECTION_SEED), k)
         names = [path_safe(style) for style in selection.styles]
         if len(set(names)) < len(names):
-            raise ValueError(
-                f"dataset.path {str(self.root)!r} has style folders whose names coincide as concept names: {names}"
+            raise DatasetError(
+                "dataset.path", f"{str(self.root)!r} has style folders whose names coincide as concept names: {names}"
             )
         for style, obj in zip(selection.styles, selection.train_objects):
             if not (self.root / style / obj).is_dir():
-                raise ValueError(f"dataset.path {str(self.root)!r} has no folder {style}/{obj}")
+                raise DatasetError("dataset.path", f"{str(self.root)!r} has no folder {style}/{obj}")
         return selection
 
     def _images_per_object(self, held_out: list[str]) -> int:
         counts = [len(image_files(self.root / SEED_IMAGES / obj)) for obj in held_out]
         if min(counts) == 0:
-            raise ValueError(f"dataset.path {str(self.root / SEED_IMAGES)!r} has an object folder without images")
+            raise DatasetError("dataset.path", f"{str(self.root / SEED_IMAGES)!r} has an object folder without images")
         return min(counts)
 
     def _numbered_image(self, style: str, obj: str, number: int) -> Path:
@@ -165,4 +182,4 @@ class UnlearnCanvasSource(DatasetSource):
         for path in image_files(folder) if folder.is_dir() else []:
             if path.stem == str(number):
                 return path
-        raise ValueError(f"dataset.path folder {str(folder)!r} has no image {number} for the reference set")
+        raise DatasetError("dataset.path", f"folder {str(folder)!r} has no image {number} for the reference set")

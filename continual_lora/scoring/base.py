@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
-from continual_lora.data.concepts import Concept, read_concept
+from continual_lora.data.concepts import DOMAINS, Concept, read_concept
 from continual_lora.lora import Tensors
 
 METRICS: dict[str, type[Metric]] = {}
@@ -101,6 +101,9 @@ class Metric(ABC):
     uses_samples: ClassVar[bool] = True
     # True where the score queries the evaluated model itself (ScoringInput.model).
     uses_model: ClassVar[bool] = False
+    # The task domains whose scores mean something (a style descriptor says nothing
+    # about an object's identity); the workflow refuses the others when it loads.
+    domains: ClassVar[tuple[str, ...]] = DOMAINS
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs):

@@ -180,6 +180,7 @@ def csd_preprocess(image: Image.Image, size: int) -> torch.Tensor:
 class CsdMetric(EmbeddingMetric):
     name = "csd"
     higher_is_better = True
+    domains = ("styles",)  # a style descriptor, trained to ignore content
     defaults: ClassVar[dict[str, Any]] = {**EmbeddingMetric.defaults, "checkpoint": REQUIRED, "num_heads": None}
 
     def __init__(self, settings, device):

@@ -2,7 +2,7 @@ from snakemake.utils import min_version, validate
 
 from dataclasses import asdict
 
-from continual_lora.config import check_config
+from continual_lora.config import check_config, metric_names
 from continual_lora.data import synthetic
 from continual_lora.experiment import experiments_from_config, parse_run
 
@@ -10,7 +10,7 @@ min_version("9.0")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
-check_config(config)
+check_config(config, schema=workflow.source_path("../schemas/config.schema.yaml"))
 
 EXPERIMENTS = experiments_from_config(config)
 METHODS = list(config["methods"])
@@ -24,6 +24,17 @@ wildcard_constraints:
     run=r"order\d+_seed\d+",
     task=r"[1-9]\d*",
     concept=r"[a-z0-9_]+",
+
+
+def canonical(value):
+    """``value`` with every mapping's keys sorted. Snakemake reruns a job when the text
+    of its params changes, and a config whose keys are merely reordered (a preset
+    rewritten by a YAML tool) must not retrain anything."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
 
 
 def uses_tiny_model():
@@ -55,7 +66,7 @@ def get_concept(wildcards):
 
 
 def get_dataset_settings(wildcards):
-    return EXPERIMENTS[wildcards.experiment].dataset
+    return canonical(EXPERIMENTS[wildcards.experiment].dataset)
 
 
 def get_tiny_sample_prompts():
@@ -79,22 +90,19 @@ def get_train_task_input(wildcards):
 
 
 def get_train_task_params(wildcards):
-    return {
+    return canonical({
         "base_model": base_model_ref(),
         "training_seed": parse_run(wildcards.run)[1],
         "lora": config["lora"],
         "training": config["training"],
         "device": config["device"],
-    }
-
-
-PAPER_METRICS = {"objects": ["clip_i", "dino"], "styles": ["csd", "dino"]}
+    })
 
 
 def experiment_metrics(experiment):
     """The experiment's metric backends with their settings, in config order."""
     spec = config["experiments"][experiment]
-    names = spec.get("metrics") or PAPER_METRICS[spec["domain"]]
+    names = metric_names(spec)
     return {name: config["metric_settings"].get(name, {}) for name in names}
 
 
@@ -118,7 +126,7 @@ def get_generation_params(wildcards):
     else:
         tasks = [(None, asdict(c)) for c in experiment.concepts]
     evaluation = config["evaluation"]
-    return {
+    return canonical({
         "base_model": base_model_ref(),
         "device": config["device"],
         "tasks": tasks,
@@ -133,11 +141,11 @@ def get_generation_params(wildcards):
             "scheduler": evaluation["scheduler"],
         },
         "dtype": evaluation["dtype"],
-    }
+    })
 
 
 def get_scoring_params(wildcards):
-    return {
+    return canonical({
         "base_model": base_model_ref(),
         "device": config["device"],
         "metrics": experiment_metrics(wildcards.experiment),
@@ -145,7 +153,7 @@ def get_scoring_params(wildcards):
         "method": getattr(wildcards, "method", "base"),
         "run": getattr(wildcards, "run", ""),
         "after_task": int(getattr(wildcards, "task", 0)),
-    }
+    })
 
 
 def get_experiment_scores(wildcards):

@@ -6,7 +6,7 @@ rule pretrain_tiny_model:
     benchmark:
         "results/benchmarks/models/pretrain_tiny_model.tsv"
     params:
-        settings=config["tiny_model"],
+        settings=canonical(config["tiny_model"]),
     resources:
         gpu=1,
     conda:

@@ -2,6 +2,7 @@
 
 import sys
 
+from continual_lora.checkpoint import atomic_directory
 from continual_lora.data.concepts import Concept
 from continual_lora.generation import GenerationSettings, generate_samples
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline, resolve_device
@@ -18,7 +19,8 @@ pipeline = load_pipeline(
 )
 settings = params["settings"]
 tasks = [(task, Concept(**concept)) for task, concept in params["tasks"]]
-rows = generate_samples(
-    pipeline, tasks, GenerationSettings(**settings | {"templates": tuple(settings["templates"])}), snakemake.output[0]
-)
+with atomic_directory(snakemake.output[0]) as out_dir:
+    rows = generate_samples(
+        pipeline, tasks, GenerationSettings(**settings | {"templates": tuple(settings["templates"])}), out_dir
+    )
 print(f"generated {len(rows)} images for {len(tasks)} task(s)")

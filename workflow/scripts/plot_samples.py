@@ -2,10 +2,12 @@
 
 import sys
 
+from continual_lora.checkpoint import atomic_directory
 from continual_lora.reporting import sample_grid_figures
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 final_samples = {method: snakemake.input[method] for method in snakemake.params.methods}
-written = sample_grid_figures(final_samples, snakemake.input.base, snakemake.params.templates, snakemake.output[0])
-print("\n".join(map(str, written)))
+with atomic_directory(snakemake.output[0]) as out_dir:
+    written = sample_grid_figures(final_samples, snakemake.input.base, snakemake.params.templates, out_dir)
+print("\n".join(path.name for path in written))

@@ -2,11 +2,13 @@
 
 import sys
 
+from continual_lora.checkpoint import atomic_directory
 from continual_lora.data.concepts import Concept
 from continual_lora.data.sources import make_source
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 concept = Concept(**snakemake.params.concept)
-make_source(concept.domain, snakemake.params.dataset).prepare(concept, snakemake.output[0])
+with atomic_directory(snakemake.output[0]) as out_dir:
+    make_source(concept.domain, snakemake.params.dataset).prepare(concept, out_dir)
 print(f"prepared {concept.name} ({concept.domain}): prompt {concept.prompt!r}")

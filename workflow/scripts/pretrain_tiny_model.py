@@ -2,6 +2,7 @@
 
 import sys
 
+from continual_lora.checkpoint import atomic_directory
 from continual_lora.data import synthetic
 from continual_lora.data.sources import RARE_TOKENS
 from continual_lora.models.tiny import TinyModelSettings, pretrain_tiny_model
@@ -11,4 +12,5 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 settings = TinyModelSettings(**snakemake.params.settings)
 examples = synthetic.pretraining_examples(settings.num_examples, settings.seed, settings.resolution)
 style_names = [style.name for style in synthetic.style_concepts(synthetic.MAX_STYLE_CONCEPTS, 0)]
-pretrain_tiny_model(examples, snakemake.output[0], settings, extra_words=[*RARE_TOKENS, *style_names])
+with atomic_directory(snakemake.output[0]) as out_dir:
+    pretrain_tiny_model(examples, out_dir, settings, extra_words=[*RARE_TOKENS, *style_names])

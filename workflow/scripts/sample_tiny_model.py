@@ -2,8 +2,10 @@
 
 import sys
 
+from continual_lora.checkpoint import atomic_output
 from continual_lora.models.tiny import sample_grid
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-sample_grid(snakemake.input[0], snakemake.params.prompts, snakemake.output[0])
+with atomic_output(snakemake.output[0]) as out_png:
+    sample_grid(snakemake.input[0], snakemake.params.prompts, out_png)

@@ -1,7 +1,6 @@
 """An experiment's forgetting tables from all its scores."""
 
 import sys
-from pathlib import Path
 
 from continual_lora.aggregation import (
     per_run_scores,
@@ -11,15 +10,21 @@ from continual_lora.aggregation import (
     to_markdown,
     write_mean_matrices,
 )
+from continual_lora.checkpoint import atomic_directory, atomic_output
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 scores = read_scores(list(snakemake.input))
 summary = summary_table(scores, snakemake.params.methods)
-summary.to_csv(snakemake.output.summary, index=False)
-per_run_scores(scores).to_csv(snakemake.output.per_run, index=False)
-Path(snakemake.output.markdown).write_text(to_markdown(summary))
 caption = f"Average score and average forgetting, experiment {snakemake.wildcards.experiment}."
-Path(snakemake.output.latex).write_text(to_latex(summary, caption.replace("_", "\\_")))
-write_mean_matrices(scores, snakemake.params.methods, snakemake.output.matrices)
+with atomic_output(snakemake.output.summary) as tmp:
+    summary.to_csv(tmp, index=False)
+with atomic_output(snakemake.output.per_run) as tmp:
+    per_run_scores(scores).to_csv(tmp, index=False)
+with atomic_output(snakemake.output.markdown) as tmp:
+    tmp.write_text(to_markdown(summary))
+with atomic_output(snakemake.output.latex) as tmp:
+    tmp.write_text(to_latex(summary, caption.replace("_", "\\_")))
+with atomic_directory(snakemake.output.matrices) as tmp:
+    write_mean_matrices(scores, snakemake.params.methods, tmp)
 print(summary.to_string())
