@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from continual_lora.data.sources import DatasetError
-from continual_lora.experiment import experiments_from_config
+from continual_lora.experiment import experiments_from_config, metric_names
 from continual_lora.methods import METHODS
 from continual_lora.scoring import METRICS
 from continual_lora.scoring.base import REQUIRED
@@ -146,13 +146,6 @@ def experiment_names(config: dict[str, Any], workspace: Workspace) -> Iterator[s
 
 # --------------------------------------------------------------------------- methods and metrics
 
-# What the paper scores each domain with, used where an experiment names no metrics.
-PAPER_METRICS = {"objects": ("clip_i", "dino"), "styles": ("csd", "dino")}
-
-
-def metric_names(experiment: dict[str, Any]) -> list[str]:
-    """The metric backends an experiment scores with: its own list, else the paper's."""
-    return list(experiment.get("metrics") or PAPER_METRICS[experiment["domain"]])
 
 
 @config_check

@@ -19,6 +19,15 @@ from continual_lora.data.sources import DatasetSource, make_source
 RUN_PATTERN = re.compile(r"order(?P<order>\d+)_seed(?P<seed>\d+)")
 
 
+# What the paper scores each domain with, used where an experiment names no metrics.
+PAPER_METRICS = {"objects": ("clip_i", "dino"), "styles": ("csd", "dino")}
+
+
+def metric_names(experiment: dict[str, Any]) -> list[str]:
+    """The metric backends an experiment scores with: its own list, else the paper's."""
+    return list(experiment.get("metrics") or PAPER_METRICS[experiment["domain"]])
+
+
 def run_name(order_seed: int, training_seed: int) -> str:
     return f"order{order_seed}_seed{training_seed}"
 

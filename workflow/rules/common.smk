@@ -2,15 +2,20 @@ from snakemake.utils import min_version, validate
 
 from dataclasses import asdict
 
-from continual_lora.config import check_config, metric_names
 from continual_lora.data import synthetic
-from continual_lora.experiment import experiments_from_config, parse_run
+from continual_lora.experiment import experiments_from_config, metric_names, parse_run
 
 min_version("9.0")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
-check_config(config, schema=workflow.source_path("../schemas/config.schema.yaml"))
+# The checks open model folders and dataset images, and import the method and metric
+# registries (torch); the main process has done them before any job was scheduled,
+# so a job's own Snakemake process (on a cluster node) skips them.
+if workflow.is_main_process:
+    from continual_lora.config import check_config
+
+    check_config(config, schema=workflow.source_path("../schemas/config.schema.yaml"))
 
 EXPERIMENTS = experiments_from_config(config)
 METHODS = list(config["methods"])
