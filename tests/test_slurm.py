@@ -1,0 +1,226 @@
+"""profiles/slurm on a real SLURM cluster: a single node on this machine (see
+slurm_cluster.py) runs part of the micro config through the profile; every job goes
+through sbatch, the GPU rules get the node's (fake) GPU, and the results equal a local
+run's.
+
+The cluster needs Linux and root, and installs Debian's SLURM packages with apt-get
+when they are missing; elsewhere the tests skip. ``pytest -m "not slurm"`` deselects
+them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+import slurm_cluster
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+MICRO = Path(__file__).parent / "configs" / "micro.yaml"
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+# A hung poll or a job that never starts must fail the test, not hang CI.
+RUN_TIMEOUT = 900
+# One experiment and one method of the micro config: every rule still runs, and the
+# task chain (task 2 trained from task 1's handoff) is there. A job through SLURM
+# costs two Snakemake start-ups besides its own work (the plugin's job step, then
+# srun), 12-18 s in all on this project's 2-core machine, and the GPU rules queue for
+# the one GPU, so the whole micro config (74 jobs) took over 15 minutes there; this
+# is 17 jobs.
+EXPERIMENT, METHOD = "micro_objects", "ortho_init"
+
+
+def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(configfile),
+        *args,
+    ]  # fmt: skip
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str, timeout: float = RUN_TIMEOUT) -> str:
+    command = snakemake_command(workdir, configfile, *args)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def configfile(tmp_path_factory) -> Path:
+    config = yaml.safe_load(MICRO.read_text())
+    config["experiments"] = {EXPERIMENT: config["experiments"][EXPERIMENT]}
+    config["methods"] = [METHOD]
+    path = tmp_path_factory.mktemp("config") / "micro_slurm.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def planned_jobs(configfile: Path, workdir: Path) -> list[dict]:
+    """Every job of a run, from a dry run: rule, the comment the plugin gives its
+    SLURM job (rule and wildcard values), whether the submitting Snakemake does it
+    itself, and whether it asks for a GPU."""
+    output = snakemake(workdir, configfile, "--dry-run", "--cores", "1")
+    jobs = []
+    for match in re.finditer(r"^(local)?rule (\w+):\n((?:    .*\n?)+)", output, re.M):
+        fields = dict(line.strip().split(": ", 1) for line in match.group(3).splitlines() if ": " in line)
+        wildcards = [item.split("=", 1)[1] for item in fields["wildcards"].split(", ")] if "wildcards" in fields else []
+        resources = dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if "=" in item)
+        jobs.append(
+            {
+                "rule": match.group(2),
+                "comment": f"rule_{match.group(2)}" + (f"_wildcards_{'_'.join(wildcards)}" if wildcards else ""),
+                # A job without outputs (the target rule `all`) has nothing to run.
+                "local": bool(match.group(1)) or "output" not in fields,
+                "gpu": resources.get("gpu") == "1",
+            }
+        )
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def planned(configfile, tmp_path_factory) -> list[dict]:
+    return planned_jobs(configfile, tmp_path_factory.mktemp("dry_run"))
+
+
+def largest_request(name: str) -> int:
+    """The largest first-attempt value of a resource in the profile."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    blocks = [profile["default-resources"], *profile["set-resources"].values()]
+    return max(int(eval(str(block[name]), {"attempt": 1})) for block in blocks if name in block)
+
+
+@pytest.fixture(scope="module")
+def cluster_possible():
+    reason = slurm_cluster.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_possible, tmp_path_factory):
+    slurm_cluster.install_packages()
+    # Room for one GPU job of the profile's size beside as many one-CPU jobs as the
+    # machine has cores: what a local --cores N --resources gpu=1 allows.
+    cpus = (os.cpu_count() or 1) + largest_request("cpus_per_task")
+    memory_mb = max(slurm_cluster.machine_memory_mb(), largest_request("mem_mb"))
+    with slurm_cluster.LocalCluster(tmp_path_factory.mktemp("slurm"), cpus=cpus, memory_mb=memory_mb) as running:
+        yield running
+
+
+def profile_for_the_test_cluster(path: Path) -> Path:
+    """The repository's profile with what a user sets for a cluster (its partition; no
+    account, as a cluster without slurmdbd has none) and two test-only changes: the
+    plugin keeps every job's log, and polls 5 s after a finish, not 60. (It adds 10 s
+    to the pause per poll that finds nothing finished, so polls come 5, 20, 45 s
+    after a finish: the second one just after a job of this test, 8-18 s, ends.)"""
+    profile = yaml.safe_load(PROFILE.read_text())
+    profile["default-resources"]["slurm_partition"] = slurm_cluster.PARTITION
+    del profile["default-resources"]["slurm_account"]
+    profile["slurm-init-seconds-before-status-checks"] = 5
+    profile["slurm-keep-successful-logs"] = True
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_process(cluster_possible, configfile, tmp_path_factory):
+    """The local reference run, started first and left to run beside the cluster's
+    set-up and the SLURM run, which spend most of their time waiting."""
+    workdir = tmp_path_factory.mktemp("micro_local")
+    log = workdir.parent / f"{workdir.name}.log"
+    command = snakemake_command(workdir, configfile, "--cores", "2", "--resources", "gpu=1")
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    yield workdir, process, log
+    if process.poll() is None:
+        process.terminate()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def slurm_run(local_process, cluster, configfile, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("micro_slurm")
+    profile = profile_for_the_test_cluster(tmp_path_factory.mktemp("profile") / "slurm")
+    start = time.monotonic()
+    try:
+        output = snakemake(workdir, configfile, "--profile", str(profile), "--workflow-profile", "none")
+    except (AssertionError, subprocess.TimeoutExpired) as error:
+        pytest.fail(f"{error}\n{cluster.logs()}")
+    print(f"\nmicro run through profiles/slurm: {time.monotonic() - start:.0f} s")
+    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
+    return {"workdir": workdir, "jobs": [job for job in cluster.jobs() if job["name"] == run_id]}
+
+
+@pytest.fixture(scope="module")
+def local_run(local_process):
+    workdir, process, log = local_process
+    assert process.wait(timeout=RUN_TIMEOUT) == 0, log.read_text()[-6000:]
+    return workdir
+
+
+def test_every_job_went_through_sbatch_once_and_completed(slurm_run, planned, tmp_path):
+    remote = [job for job in planned if not job["local"]]
+    assert {job["rule"] for job in planned if job["local"]} == {"all"}
+    # The cut-down config still runs every rule that the whole micro config runs.
+    micro_rules = {job["rule"] for job in planned_jobs(MICRO, tmp_path) if not job["local"]}
+    assert {job["rule"] for job in remote} == micro_rules
+
+    jobs = slurm_run["jobs"]
+    # One SLURM job per Snakemake job, named by the rule and wildcards the plugin
+    # writes into the job's comment; none failed, none was resubmitted.
+    assert Counter(job["comment"] for job in jobs) == Counter(job["comment"] for job in remote)
+    assert {job["state"] for job in jobs} == {"COMPLETED"}
+    # The plugin's own record: one sbatch log per SLURM job id.
+    logs = (slurm_run["workdir"] / ".snakemake" / "slurm_logs").rglob("*.log")
+    assert sorted(log.stem for log in logs) == sorted(job["id"] for job in jobs)
+
+
+def test_the_gpu_rules_and_only_they_were_given_the_gpu(slurm_run, planned):
+    remote = [job for job in planned if not job["local"]]
+    gpu_rules = {job["rule"] for job in remote if job["gpu"]}
+    assert {"pretrain_tiny_model", "train_task", "generate_samples", "score_samples"} <= gpu_rules
+    wants_gpu = {job["comment"]: job["gpu"] for job in remote}
+    for job in slurm_run["jobs"]:
+        assert (job["tres"] == "gres:gpu:1") == wants_gpu[job["comment"]], job
+
+
+def test_the_slurm_run_gives_what_a_local_run_gives(slurm_run, local_run):
+    import pandas as pd
+
+    from continual_lora.checkpoint import load_tensors
+
+    slurm_results, local_results = slurm_run["workdir"] / "results", local_run / "results"
+
+    def tables(results: Path) -> list[Path]:
+        return sorted(p.relative_to(results) for p in results.rglob("*.csv") if "benchmarks" not in p.parts)
+
+    # scores.csv of the base model and of each task; summary, per-run and matrix tables
+    assert tables(slurm_results) == tables(local_results)
+    assert sum(p.name == "scores.csv" for p in tables(local_results)) == 3
+    assert Path(EXPERIMENT, "tables", "summary.csv") in tables(local_results)
+    for table in tables(local_results):
+        slurm_table = pd.read_csv(slurm_results / table, keep_default_na=False)
+        local_table = pd.read_csv(local_results / table, keep_default_na=False)
+        pd.testing.assert_frame_equal(slurm_table, local_table, check_exact=True, obj=str(table))
+
+    handoffs = sorted(p.relative_to(local_results) for p in local_results.rglob("handoff.safetensors"))
+    assert len(handoffs) == 2
+    for handoff in handoffs:
+        slurm_tensors = load_tensors(slurm_results / handoff).tensors
+        local_tensors = load_tensors(local_results / handoff).tensors
+        assert slurm_tensors.keys() == local_tensors.keys()
+        for key, tensor in local_tensors.items():
+            assert (slurm_tensors[key] == tensor).all(), f"{handoff}: {key}"
