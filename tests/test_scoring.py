@@ -328,9 +328,10 @@ def _renders(domain: str, seed: int = 0):
     return concepts, refs, held_out
 
 
+@pytest.mark.parametrize("size", [64, 24])  # the metric's default, and the embedded default config's
 @pytest.mark.parametrize("domain", ["objects", "styles"])
-def test_colour_structure_prefers_a_concepts_own_renders(domain):
-    metric = get_metric("colour_structure", {}, "cpu")
+def test_colour_structure_prefers_a_concepts_own_renders(domain, size):
+    metric = get_metric("colour_structure", {"size": size}, "cpu")
     concepts, refs, held_out = _renders(domain)
     ref_features = [metric.embed(r) for r in refs]
     sample_features = [metric.embed(s) for s in held_out]
