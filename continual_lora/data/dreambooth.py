@@ -25,7 +25,6 @@ import random
 from functools import cached_property
 from pathlib import Path
 
-from continual_lora.data import synthetic
 from continual_lora.data.concepts import Concept, write_concept
 from continual_lora.data.sources import (
     PROTOCOL_SELECTION_SEED,
@@ -74,10 +73,6 @@ def select_subjects(
 
 class DreamBoothSource(DatasetSource):
     name = "dreambooth"
-
-    @property
-    def resolution(self) -> int:
-        return int(self.settings.get("resolution", synthetic.IMAGE_SIZE))
 
     @cached_property
     def root(self) -> Path:

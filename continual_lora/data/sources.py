@@ -64,6 +64,11 @@ class DatasetSource(ABC):
         super().__init_subclass__(**kwargs)
         SOURCES[cls.name] = cls
 
+    @property
+    def resolution(self) -> int:
+        """Side in pixels of the prepared images (``dataset.resolution``)."""
+        return int(self.settings.get("resolution", synthetic.IMAGE_SIZE))
+
     @abstractmethod
     def concepts(self, n: int) -> list[Concept]:
         """The first ``n`` concepts of the dataset, in its canonical order."""
@@ -89,10 +94,6 @@ class SyntheticSource(DatasetSource):
     @property
     def seed(self) -> int:
         return int(self.settings.get("seed", 0))
-
-    @property
-    def resolution(self) -> int:
-        return int(self.settings.get("resolution", synthetic.IMAGE_SIZE))
 
     def concepts(self, n: int) -> list[Concept]:
         if self.domain == "objects":

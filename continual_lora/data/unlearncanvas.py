@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from continual_lora.data import synthetic
 from continual_lora.data.concepts import Concept, write_concept
 from continual_lora.data.sources import (
     PROTOCOL_SELECTION_SEED,
@@ -72,10 +71,6 @@ class StyleSelection:
 
 class UnlearnCanvasSource(DatasetSource):
     name = "unlearncanvas"
-
-    @property
-    def resolution(self) -> int:
-        return int(self.settings.get("resolution", synthetic.IMAGE_SIZE))
 
     @cached_property
     def root(self) -> Path:
