@@ -96,9 +96,7 @@ class UnlearnCanvasSource(DatasetSource):
     def check(self, n: int) -> list[Concept]:
         concepts = super().check(n)
         # The draws of prepare(), replayed to find every file the first n styles read.
-        rng = random.Random(PROTOCOL_SELECTION_SEED)
-        selection = self._draw(rng, selection_size(self.settings, n))
-        numbers = rng.choices(range(1, self._images_per_object(selection.held_out) + 1), k=len(selection.held_out))
+        selection, numbers, _ = self._replay(selection_size(self.settings, n))
         for style, obj in zip(selection.styles[:n], selection.train_objects):
             check_image_folder(self.root / style / obj, minimum=TRAIN_IMAGES_PER_STYLE)
             for held, number in zip(selection.held_out, numbers):
@@ -106,17 +104,14 @@ class UnlearnCanvasSource(DatasetSource):
         return concepts
 
     def prepare(self, concept: Concept, out_dir: str | Path) -> None:
-        k = selection_size(self.settings, 0)
-        selection = self._select(k)
+        # The earlier styles' draws come first on the one generator, so the sequence is
+        # replayed up to this style; that lists a few folders and opens no image.
+        selection, numbers, rng = self._replay(selection_size(self.settings, 0))
+        self._validate(selection)
         names = [path_safe(style) for style in selection.styles]
         if concept.name not in names:
             raise ValueError(f"concept {concept.name!r} is not among the selected UnlearnCanvas styles {names}")
         index = names.index(concept.name)
-        # The earlier styles' draws come first on the one generator, so the sequence is
-        # replayed up to this style; that lists a few folders and opens no image.
-        rng = random.Random(PROTOCOL_SELECTION_SEED)
-        self._draw(rng, k)
-        numbers = rng.choices(range(1, self._images_per_object(selection.held_out) + 1), k=len(selection.held_out))
         for style, obj in zip(selection.styles[: index + 1], selection.train_objects):
             candidates = image_files(self.root / style / obj)
             if len(candidates) < TRAIN_IMAGES_PER_STYLE:
@@ -154,8 +149,20 @@ class UnlearnCanvasSource(DatasetSource):
             )
         return StyleSelection(styles=rng.sample(styles, k), train_objects=train_objects, held_out=held_out)
 
+    def _replay(self, k: int) -> tuple[StyleSelection, list[int], random.Random]:
+        """The selection, each held-out object's image number, and the generator after
+        those draws, where the styles' training-image draws continue."""
+        rng = random.Random(PROTOCOL_SELECTION_SEED)
+        selection = self._draw(rng, k)
+        numbers = rng.choices(range(1, self._images_per_object(selection.held_out) + 1), k=len(selection.held_out))
+        return selection, numbers, rng
+
     def _select(self, k: int) -> StyleSelection:
         selection = self._draw(random.Random(PROTOCOL_SELECTION_SEED), k)
+        self._validate(selection)
+        return selection
+
+    def _validate(self, selection: StyleSelection) -> None:
         names = [path_safe(style) for style in selection.styles]
         if len(set(names)) < len(names):
             raise DatasetError(
@@ -164,7 +171,6 @@ class UnlearnCanvasSource(DatasetSource):
         for style, obj in zip(selection.styles, selection.train_objects):
             if not (self.root / style / obj).is_dir():
                 raise DatasetError("dataset.path", f"{str(self.root)!r} has no folder {style}/{obj}")
-        return selection
 
     def _images_per_object(self, held_out: list[str]) -> int:
         counts = [len(image_files(self.root / SEED_IMAGES / obj)) for obj in held_out]
