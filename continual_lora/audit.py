@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from continual_lora import checkpoint
+from continual_lora import atomic, checkpoint
 from continual_lora.lora import LoraSpec
 from continual_lora.methods import get_method
 
@@ -45,5 +45,5 @@ def audit_run(
     report["passed"] = worst <= TOLERANCE
     if not report["passed"]:
         raise ChainAuditError(f"{method}: a checkpoint departs from the method's formula by {worst:.3e}")
-    checkpoint.write_json(out_json, report)
+    atomic.write_json(out_json, report)
     return report

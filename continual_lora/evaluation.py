@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from continual_lora.checkpoint import atomic_output
+from continual_lora.atomic import atomic_output
 from continual_lora.generation import read_index
 from continual_lora.scoring import ModelHandle, ScoringInput, get_metric
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from peft import LoraConfig
-from peft.tuners.lora import LoraLayer
 from torch import Tensor, nn
 
 DEFAULT_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
@@ -98,8 +96,13 @@ def apply_deltas(unet: nn.Module, deltas: Tensors) -> None:
             module = modules.get(name)
             if module is None:
                 raise KeyError(f"the checkpoint names module {name!r}, which this UNet does not have")
-            layer = module.get_base_layer() if isinstance(module, LoraLayer) else module
+            layer = base_layer(module)
             layer.weight += delta.to(device=layer.weight.device, dtype=layer.weight.dtype)
+
+
+def base_layer(module: nn.Module) -> nn.Module:
+    """The layer whose weight is W: ``module`` itself, or the layer a peft adapter wraps."""
+    return module.get_base_layer() if hasattr(module, "get_base_layer") else module
 
 
 def attach_adapter(unet: nn.Module, spec: LoraSpec, init: Factors) -> list[nn.Parameter]:
@@ -107,6 +110,10 @@ def attach_adapter(unet: nn.Module, spec: LoraSpec, init: Factors) -> list[nn.Pa
 
     Everything else in the UNet is frozen; the adapter's parameters are returned.
     """
+    # Deferred, like peft's other use below: peft imports transformers, which costs a
+    # job that only reads or applies factors seconds of start-up.
+    from peft import LoraConfig
+
     unet.requires_grad_(False)
     config = LoraConfig(
         r=spec.rank,
@@ -144,7 +151,9 @@ def read_factors(unet: nn.Module) -> Factors:
     }
 
 
-def _lora_layers(unet: nn.Module) -> dict[str, LoraLayer]:
+def _lora_layers(unet: nn.Module) -> dict[str, nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
     return {
         name: module
         for name, module in unet.named_modules()

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from PIL import Image
 
-from continual_lora import checkpoint
+from continual_lora import atomic, checkpoint
 from continual_lora.data.concepts import read_concept
 from continual_lora.lora import LoraSpec, apply_deltas, attach_adapter, fresh_factors, linear_shapes, read_factors
 from continual_lora.methods import get_method
@@ -301,6 +301,6 @@ def train_task(
         "packages": package_versions(),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
-    checkpoint.write_json(out_dir / checkpoint.META, meta)
+    atomic.write_json(out_dir / checkpoint.META, meta)
     log(f"done in {meta['wall_time_s']:.1f} s")
     return meta

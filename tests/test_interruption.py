@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from continual_lora.checkpoint import CHECKPOINT_FILES, atomic_directory, atomic_output
+from continual_lora.atomic import atomic_directory, atomic_output
+from continual_lora.checkpoint import CHECKPOINT_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = Path(__file__).parent / "configs" / "nano.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from continual_lora import checkpoint
+from continual_lora import atomic, checkpoint
 from continual_lora.lora import LoraSpec, targeted_linears
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline
 from continual_lora.training import TrainingSettings, train_task
@@ -30,7 +30,7 @@ def test_training_moves_the_adapter_and_logs_progress(tmp_path, tiny_model_dir, 
     assert all(torch.count_nonzero(b) == 0 for _, b in init.values())
     assert any(torch.count_nonzero(b) > 0 for _, b in trained.values())  # B left zero: no learning
     assert [line for line in lines if line.startswith("step ")][-1].startswith("step 3/3 loss ")
-    meta = checkpoint.read_json(out / "meta.json")
+    meta = atomic.read_json(out / "meta.json")
     assert meta["prompt"] == "a photo of sks house" or meta["prompt"].startswith("a photo of sks ")
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from PIL import Image
 
-from continual_lora.lora import Tensors, apply_deltas
+from continual_lora.lora import Tensors, apply_deltas, base_layer
 from continual_lora.models.conditioning import conditioner_for
 from continual_lora.scoring.base import Metric, ModelHandle, ScoringInput
 from continual_lora.training import images_to_tensor
@@ -119,8 +119,7 @@ class _BaseWeights:
         for name in self.deltas:
             if name not in modules:
                 raise KeyError(f"the checkpoint names module {name!r}, which this UNet does not have")
-            layer = modules[name]
-            layer = layer.get_base_layer() if hasattr(layer, "get_base_layer") else layer
+            layer = base_layer(modules[name])
             self.saved[name] = (layer, layer.weight.detach().clone())
         apply_deltas(self.unet, {k: -v for k, v in self.deltas.items()})
         return self.unet

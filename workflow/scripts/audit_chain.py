@@ -2,9 +2,10 @@
 
 import sys
 
-from continual_lora.audit import audit_run
-
+# Before the imports, so that what the libraries print while importing goes to the log.
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.audit import audit_run
 
 n_tasks = len(snakemake.input) // 3
 tasks = [

@@ -2,12 +2,13 @@
 
 import sys
 
-from continual_lora.checkpoint import atomic_directory
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.atomic import atomic_directory
 from continual_lora.data.concepts import Concept
 from continual_lora.generation import GenerationSettings, generate_samples
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline, resolve_device
-
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 params = snakemake.params.generation
 handoff = snakemake.input.get("handoff")

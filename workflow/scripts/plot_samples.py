@@ -2,10 +2,11 @@
 
 import sys
 
-from continual_lora.checkpoint import atomic_directory
-from continual_lora.reporting import sample_grid_figures
-
+# Before the imports, so that what the libraries print while importing goes to the log.
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.atomic import atomic_directory
+from continual_lora.reporting import sample_grid_figures
 
 final_samples = {method: snakemake.input[method] for method in snakemake.params.methods}
 with atomic_directory(snakemake.output[0]) as out_dir:

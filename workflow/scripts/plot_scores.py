@@ -2,13 +2,14 @@
 
 import sys
 
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
 import pandas as pd
 
 from continual_lora.aggregation import read_scores
-from continual_lora.checkpoint import atomic_directory
+from continual_lora.atomic import atomic_directory
 from continual_lora.reporting import score_figures
-
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 with atomic_directory(snakemake.output[0]) as out_dir:
     written = score_figures(

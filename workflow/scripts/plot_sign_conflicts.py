@@ -2,10 +2,11 @@
 
 import sys
 
-from continual_lora.checkpoint import atomic_directory
-from continual_lora.reporting import sign_conflict_figures
-
+# Before the imports, so that what the libraries print while importing goes to the log.
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.atomic import atomic_directory
+from continual_lora.reporting import sign_conflict_figures
 
 task_loras = {
     method: [snakemake.input[f"{method}_task{t}"] for t in range(1, snakemake.params.n_tasks + 1)]

@@ -2,11 +2,12 @@
 
 import sys
 
-from continual_lora.checkpoint import atomic_directory
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.atomic import atomic_directory
 from continual_lora.data.concepts import Concept
 from continual_lora.data.sources import make_source
-
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 concept = Concept(**snakemake.params.concept)
 with atomic_directory(snakemake.output[0]) as out_dir:

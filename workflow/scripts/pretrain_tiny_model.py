@@ -2,12 +2,13 @@
 
 import sys
 
-from continual_lora.checkpoint import atomic_directory
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.atomic import atomic_directory
 from continual_lora.data import synthetic
 from continual_lora.data.sources import RARE_TOKENS
 from continual_lora.models.tiny import TinyModelSettings, pretrain_tiny_model
-
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 settings = TinyModelSettings(**snakemake.params.settings)
 examples = synthetic.pretraining_examples(settings.num_examples, settings.seed, settings.resolution)

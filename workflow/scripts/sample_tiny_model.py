@@ -2,10 +2,11 @@
 
 import sys
 
-from continual_lora.checkpoint import atomic_output
-from continual_lora.models.tiny import sample_grid
-
+# Before the imports, so that what the libraries print while importing goes to the log.
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.atomic import atomic_output
+from continual_lora.models.tiny import sample_grid
 
 with atomic_output(snakemake.output[0]) as out_png:
     sample_grid(snakemake.input[0], snakemake.params.prompts, out_png)

@@ -2,11 +2,12 @@
 
 import sys
 
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
 from continual_lora.evaluation import score_samples
 from continual_lora.models.loading import resolve_device
 from continual_lora.scoring import ModelHandle
-
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 params = snakemake.params.scoring
 device = resolve_device(params["device"])

@@ -2,6 +2,9 @@
 
 import sys
 
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
 from continual_lora.aggregation import (
     per_run_scores,
     read_scores,
@@ -10,9 +13,7 @@ from continual_lora.aggregation import (
     to_markdown,
     write_mean_matrices,
 )
-from continual_lora.checkpoint import atomic_directory, atomic_output
-
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+from continual_lora.atomic import atomic_directory, atomic_output
 
 scores = read_scores(list(snakemake.input))
 summary = summary_table(scores, snakemake.params.methods)

@@ -1,12 +1,14 @@
 """Train one task of the continual chain and write its checkpoint files."""
 
 import sys
+
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
 from pathlib import Path
 
 from continual_lora.lora import LoraSpec
 from continual_lora.training import TrainingSettings, train_task
-
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 settings = snakemake.params.settings
 lora = settings["lora"]
