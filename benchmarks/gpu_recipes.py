@@ -288,10 +288,10 @@ def generation_recipe(name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype
         factors = {m: (a, torch.randn(b.shape, generator=generator) * 1e-3) for m, (a, b) in factors.items()}
     loading = {}
     if name == "ours":
-        # What load_pipeline(model, checkpoint_deltas(handoff)) does for an adapter
-        # handoff: the update on the CPU in float64, then added in place.
-        with clock(loading, "factor_deltas_cpu_s"):
-            deltas = factor_deltas(factors, spec.scale)
+        # What load_pipeline(model, checkpoint_deltas(handoff, device)) does for an
+        # adapter handoff: the update computed on the device, then added in place.
+        with clock(loading, "factor_deltas_s"):
+            deltas = factor_deltas(factors, spec.scale, device)
         with clock(loading, "apply_deltas_s"):
             apply_deltas(unet, deltas)
         loading["delta_bytes"] = sum(d.numel() * d.element_size() for d in deltas.values())

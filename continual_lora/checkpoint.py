@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -38,12 +39,13 @@ class StoredTensors:
     scale: float
     metadata: dict[str, str]
 
-    def model_delta(self) -> Tensors:
-        """W - W0 per module for the model this file describes."""
+    def model_delta(self, device: str | torch.device | None = None) -> Tensors:
+        """W - W0 per module for the model this file describes, on ``device``
+        (default: the CPU, where the file was read)."""
         if self.format == "adapter":
-            return factor_deltas(state_to_factors(self.tensors), self.scale)
+            return factor_deltas(state_to_factors(self.tensors), self.scale, device)
         if self.format == "delta":
-            return state_deltas(self.tensors)
+            return {m: d.to(device) for m, d in state_deltas(self.tensors).items()}
         raise ValueError(f"unknown tensor-file format {self.format!r}")
 
     def factors(self) -> Factors:

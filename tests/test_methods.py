@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from continual_lora.lora import LoraSpec, factors_to_state, fresh_factors, state_to_factors
+from continual_lora.lora import LoraSpec, factor_deltas, factors_to_state, fresh_factors, state_to_factors
 from continual_lora.methods import METHODS, get_method
 from continual_lora.methods.ortho_init import orthogonal_columns
 
@@ -129,3 +129,14 @@ def test_residuals_vanish_on_a_true_chain_and_catch_a_corrupted_handoff(name):
         assert residuals and max(residuals.values()) < 1e-4, residuals
     corrupted = {k: v + 0.5 for k, v in handoff.items()}
     assert max(method.residuals(previous, start.init, trained, corrupted, SPEC).values()) > 0.1
+
+
+def test_factor_deltas_are_the_float64_product_taken_on_the_requested_device():
+    generator = torch.Generator().manual_seed(3)
+    factors = {"m": (torch.randn(4, 6, generator=generator), torch.randn(5, 4, generator=generator))}
+    a, b = factors["m"]
+    here = factor_deltas(factors, 0.5)["m"]
+    assert here.dtype == torch.float32 and torch.equal(here, 0.5 * (b.double() @ a.double()).float())
+    # The meta device computes shapes only: the product was taken there, not on the CPU.
+    there = factor_deltas(factors, 0.5, "meta")["m"]
+    assert there.device.type == "meta" and there.shape == (5, 6) and there.dtype == torch.float32

@@ -63,7 +63,8 @@ def load_pipeline(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
 ) -> DiffusionPipeline:
-    """The pipeline of ``model`` with ``deltas`` ({module: W - W0}) fused into its UNet."""
+    """The pipeline of ``model`` on ``device`` with ``deltas`` ({module: W - W0}) added
+    to its UNet's weights in place."""
     source = ModelSource.of(model)
     dtype = resolve_dtype(dtype)
     # Loading bars would drown a job's log, which is meant for its progress lines.
@@ -74,11 +75,14 @@ def load_pipeline(
         components["vae"] = AutoencoderKL.from_pretrained(source.vae, dtype=dtype)
     pipeline = DiffusionPipeline.from_pretrained(source.name, dtype=dtype, variant=source.variant, **components)
     pipeline.set_progress_bar_config(disable=True)
+    # On the device first: the in-place additions then run there, not on the CPU.
+    pipeline.to(device)
     if deltas:
         apply_deltas(pipeline.unet, deltas)
-    return pipeline.to(device)
+    return pipeline
 
 
-def checkpoint_deltas(handoff: str | Path) -> Tensors:
-    """The update of the model after a task, from its ``handoff.safetensors``."""
-    return load_tensors(handoff).model_delta()
+def checkpoint_deltas(handoff: str | Path, device: str | torch.device = "cpu") -> Tensors:
+    """The update of the model after a task, from its ``handoff.safetensors``, computed
+    on ``device`` (the one the model will run on)."""
+    return load_tensors(handoff).model_delta(device)

@@ -56,7 +56,7 @@ class ModelHandle:
         # Deferred: diffusers is heavy, and most metrics never need a pipeline.
         from continual_lora.models.loading import checkpoint_deltas, load_pipeline
 
-        deltas = checkpoint_deltas(handoff) if handoff is not None else {}
+        deltas = checkpoint_deltas(handoff, device) if handoff is not None else {}
         return cls(load_pipeline(base_model, deltas, device, dtype), deltas)
 
 

@@ -12,10 +12,11 @@ from continual_lora.models.loading import checkpoint_deltas, load_pipeline, reso
 
 params = snakemake.params.generation
 handoff = snakemake.input.get("handoff")
+device = resolve_device(params["device"])
 pipeline = load_pipeline(
     params["base_model"],
-    checkpoint_deltas(handoff) if handoff else None,
-    device=resolve_device(params["device"]),
+    checkpoint_deltas(handoff, device) if handoff else None,
+    device=device,
     dtype=params["dtype"],
 )
 settings = params["settings"]
