@@ -219,11 +219,14 @@ class LocalCluster:
     # -- use ------------------------------------------------------------------------
     def jobs(self) -> list[dict[str, str]]:
         """Every job slurmctld still knows (finished ones for MinJobAge): its id, name,
-        comment (where the plugin writes rule and wildcards), state, and TRES per job
-        (where --gpus shows)."""
+        comment (where the plugin writes rule and wildcards), state, TRES per job
+        (where --gpus shows) and time limit (HH:MM:SS)."""
         result = self._run("scontrol", "--oneliner", "show", "job")
         result.check_returncode()
-        keys = {"id": "JobId", "name": "JobName", "comment": "Comment", "state": "JobState", "tres": "TresPerJob"}
+        keys = {
+            "id": "JobId", "name": "JobName", "comment": "Comment", "state": "JobState",
+            "tres": "TresPerJob", "time": "TimeLimit",
+        }  # fmt: skip
         jobs = []
         for line in result.stdout.splitlines():
             if line.startswith("JobId="):

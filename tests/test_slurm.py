@@ -80,6 +80,7 @@ def planned_jobs(configfile: Path, workdir: Path) -> list[dict]:
         jobs.append(
             {
                 "rule": match.group(2),
+                "wildcards": tuple(wildcards),
                 "comment": f"rule_{match.group(2)}" + (f"_wildcards_{'_'.join(wildcards)}" if wildcards else ""),
                 # A job without outputs (the target rule `all`) has nothing to run.
                 "local": bool(match.group(1)) or "output" not in fields,
@@ -92,6 +93,27 @@ def planned_jobs(configfile: Path, workdir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def planned(configfile, tmp_path_factory) -> list[dict]:
     return planned_jobs(configfile, tmp_path_factory.mktemp("dry_run"))
+
+
+def profile_groups() -> dict[str, str]:
+    """rule -> the group the profile puts it in."""
+    return dict(item.split("=", 1) for item in yaml.safe_load(PROFILE.read_text())["groups"])
+
+
+def expected_submissions(planned: list[dict]) -> Counter:
+    """The SLURM jobs the profile should make of the planned jobs, by comment: one per
+    job of a rule outside the groups, named by rule and wildcards, and one per group
+    instance (a checkpoint's sampling and its scoring), which the plugin names
+    ``rule_{group}_{its rules, sorted}``."""
+    groups = profile_groups()
+    remote = [job for job in planned if not job["local"]]
+    expected = Counter(job["comment"] for job in remote if job["rule"] not in groups)
+    instances: dict[tuple, set[str]] = {}
+    for job in remote:
+        if job["rule"] in groups:
+            instances.setdefault((groups[job["rule"]], job["wildcards"]), set()).add(job["rule"])
+    expected.update(f"rule_{group}_{'_'.join(sorted(rules))}" for (group, _), rules in instances.items())
+    return expected
 
 
 def largest_request(name: str) -> int:
@@ -179,9 +201,13 @@ def test_every_job_went_through_sbatch_once_and_completed(slurm_run, planned, tm
     assert {job["rule"] for job in remote} == micro_rules
 
     jobs = slurm_run["jobs"]
-    # One SLURM job per Snakemake job, named by the rule and wildcards the plugin
-    # writes into the job's comment; none failed, none was resubmitted.
-    assert Counter(job["comment"] for job in jobs) == Counter(job["comment"] for job in remote)
+    # One SLURM job per Snakemake job outside the groups and one per checkpoint's
+    # sampling-and-scoring pair, named in the comment the plugin writes; none failed,
+    # none was resubmitted.
+    expected = expected_submissions(planned)
+    assert Counter(job["comment"] for job in jobs) == expected
+    pairs = sum(n for comment, n in expected.items() if comment.endswith("_generate_samples_score_samples"))
+    assert pairs == sum(job["rule"] == "score_samples" for job in remote) == 2
     assert {job["state"] for job in jobs} == {"COMPLETED"}
     # The plugin's own record: one sbatch log per SLURM job id.
     logs = (slurm_run["workdir"] / ".snakemake" / "slurm_logs").rglob("*.log")
@@ -192,9 +218,26 @@ def test_the_gpu_rules_and_only_they_were_given_the_gpu(slurm_run, planned):
     remote = [job for job in planned if not job["local"]]
     gpu_rules = {job["rule"] for job in remote if job["gpu"]}
     assert {"pretrain_tiny_model", "train_task", "generate_samples", "score_samples"} <= gpu_rules
+    assert set(profile_groups()) <= gpu_rules  # so a group asks for one GPU
     wants_gpu = {job["comment"]: job["gpu"] for job in remote}
     for job in slurm_run["jobs"]:
-        assert (job["tres"] == "gres:gpu:1") == wants_gpu[job["comment"]], job
+        grouped = job["comment"].startswith("rule_evaluate_")
+        assert (job["tres"] == "gres:gpu:1") == (grouped or wants_gpu[job["comment"]]), job
+
+
+def test_a_group_asks_for_the_sum_of_its_jobs_times(slurm_run):
+    profile = yaml.safe_load(PROFILE.read_text())["set-resources"]
+    minutes = {rule: int(eval(str(profile[rule]["runtime"]), {"attempt": 1})) for rule in profile_groups()}
+    sums = {
+        "rule_evaluate_generate_samples_score_samples": minutes["generate_samples"] + minutes["score_samples"],
+        "rule_evaluate_generate_base_samples_score_base_samples": minutes["generate_base_samples"]
+        + minutes["score_base_samples"],
+    }
+    grouped = [job for job in slurm_run["jobs"] if job["comment"] in sums]
+    assert len(grouped) == 3
+    for job in grouped:
+        hours, rest = divmod(sums[job["comment"]], 60)
+        assert job["time"] == f"{hours:02d}:{rest:02d}:00", job
 
 
 def test_the_slurm_run_gives_what_a_local_run_gives(slurm_run, local_run):
