@@ -12,9 +12,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import diffusers
 import torch
-from diffusers import SchedulerMixin
 
 from continual_lora.data.concepts import Concept
 
@@ -49,6 +47,10 @@ def fixed_latents(pipeline, n: int, seed: int, resolution: int) -> torch.Tensor:
 
 def use_scheduler(pipeline, name: str) -> None:
     """Sample with the diffusers scheduler class ``name``, on the model's noise schedule."""
+    # Here, not at module level: the figure jobs read sample indexes through this module.
+    import diffusers
+    from diffusers import SchedulerMixin
+
     cls = getattr(diffusers, name, None)
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
         raise ValueError(f"evaluation.scheduler: {name!r} is not a diffusers scheduler class")

@@ -1,7 +1,10 @@
 """Metric backends, one module each, found through a registry.
 
 Every module in this package that defines a concrete ``Metric`` (one with a ``name``)
-is imported here, so adding a metric means adding one file.
+is imported here, so adding a metric means adding one file. A backend imports the
+libraries of its network (transformers, diffusers) when a metric is built, not at
+module level: the registry is read by the config checks of every `snakemake` call and
+by the table and figure jobs, which should not pay seconds of imports for it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from transformers import CLIPModel
 
 from continual_lora.scoring.base import EmbeddingMetric
 from continual_lora.scoring.hf import load_hf_model, pixel_values, pooled
@@ -26,6 +25,8 @@ class ClipImageMetric(EmbeddingMetric):
     defaults: ClassVar[dict[str, Any]] = {**EmbeddingMetric.defaults, "model": "openai/clip-vit-base-patch32"}
 
     def __init__(self, settings, device):
+        from transformers import CLIPModel
+
         super().__init__(settings, device)
         self.model, self.processor = load_hf_model(CLIPModel, self.settings["model"], self.device)
 

@@ -13,7 +13,6 @@ import re
 from typing import Any, ClassVar
 
 import torch
-from transformers import AutoProcessor, CLIPModel
 
 from continual_lora.data.concepts import Concept
 from continual_lora.scoring.base import Metric, ScoringInput
@@ -35,6 +34,8 @@ class ClipTextMetric(Metric):
     defaults: ClassVar[dict[str, Any]] = {"model": "openai/clip-vit-base-patch32", "batch_size": 32}
 
     def __init__(self, settings, device):
+        from transformers import AutoProcessor, CLIPModel
+
         super().__init__(settings, device)
         self.model, self.processor = load_hf_model(CLIPModel, self.settings["model"], self.device, AutoProcessor)
 

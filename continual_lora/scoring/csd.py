@@ -33,15 +33,17 @@ import argparse
 import math
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from continual_lora.scoring.base import REQUIRED, EmbeddingMetric
+
+if TYPE_CHECKING:
+    from transformers import CLIPVisionConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -78,6 +80,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def vision_config(state: dict[str, torch.Tensor], num_heads: int | None = None) -> CLIPVisionConfig:
     """The CLIP vision architecture that the checkpoint's tensors imply."""
+    from transformers import CLIPVisionConfig
+
     width, _, patch, _ = state["backbone.conv1.weight"].shape
     grid = math.isqrt(state["backbone.positional_embedding"].shape[0] - 1)
     layers = 1 + max(int(m.group(1)) for k in state if (m := _BLOCK.match(k)))
@@ -127,6 +131,8 @@ class CSDStyleEncoder(nn.Module):
     """CSD's style branch on a transformers CLIP vision backbone."""
 
     def __init__(self, config: CLIPVisionConfig):
+        from transformers import CLIPVisionModel
+
         super().__init__()
         self.backbone = CLIPVisionModel(config)
         self.style_projection = nn.Parameter(torch.zeros(config.hidden_size, config.projection_dim))

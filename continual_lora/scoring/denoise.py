@@ -23,13 +23,10 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from PIL import Image
 
 from continual_lora.lora import Tensors, apply_deltas, base_layer
-from continual_lora.models.conditioning import conditioner_for
 from continual_lora.scoring.base import Metric, ModelHandle, ScoringInput
-from continual_lora.training import images_to_tensor
 
 
 def evaluation_timesteps(n: int, n_train_timesteps: int) -> torch.Tensor:
@@ -60,6 +57,11 @@ def noise_prediction_error(
     batch_size: int,
 ) -> float:
     """Mean noise-prediction MSE over images x timesteps x noises (deterministic)."""
+    from diffusers import DDPMScheduler
+
+    from continual_lora.models.conditioning import conditioner_for
+    from continual_lora.training import images_to_tensor
+
     device = pipeline.unet.device
     dtype = pipeline.unet.dtype
     vae = pipeline.vae

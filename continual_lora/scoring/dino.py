@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from transformers import ViTModel
 
 from continual_lora.scoring.base import EmbeddingMetric
 from continual_lora.scoring.hf import load_hf_model, pixel_values
@@ -24,6 +23,8 @@ class DinoMetric(EmbeddingMetric):
     defaults: ClassVar[dict[str, Any]] = {**EmbeddingMetric.defaults, "model": "facebook/dino-vits16"}
 
     def __init__(self, settings, device):
+        from transformers import ViTModel
+
         super().__init__(settings, device)
         # DINO checkpoints have no pooler; asking for none avoids a randomly initialised
         # one (and the warning about it) that the CLS feature would never use anyway.

@@ -12,20 +12,23 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor
-from transformers.utils import logging as transformers_logging
 
 
 def load_hf_model(
     model_cls: type,
     name_or_path: str | Path,
     device: torch.device,
-    processor_cls: type = AutoImageProcessor,
+    processor_cls: type | None = None,
     **model_kwargs: Any,
 ) -> tuple[torch.nn.Module, Any]:
-    """``model_cls.from_pretrained(name_or_path)`` in eval mode on ``device``, and its processor."""
+    """``model_cls.from_pretrained(name_or_path)`` in eval mode on ``device``, and its
+    processor (``processor_cls``, by default ``AutoImageProcessor``)."""
+    from transformers import AutoImageProcessor
+    from transformers.utils import logging as transformers_logging
+
     # Loading bars would drown a scoring job's log.
     transformers_logging.disable_progress_bar()
+    processor_cls = processor_cls or AutoImageProcessor
     source = str(name_or_path)
     model = model_cls.from_pretrained(source, **model_kwargs)
     model.requires_grad_(False)
