@@ -14,7 +14,7 @@ Sections (each a key of the JSON it writes):
   time of turning an SDXL rank-64 adapter into weight deltas (checkpoint_deltas);
 - rules: wall time per rule of a finished run, from Snakemake's benchmark files and
   its log (``--results``, default results/);
-- dry_run: `snakemake --dry-run` of config/sdxl.yaml (1 300-odd jobs) on miniature
+- dry_run: `snakemake --dry-run` of config/sdxl.yaml (2 017 jobs) on miniature
   datasets written to a temporary folder.
 
     python benchmarks/cpu_suite.py --results /tmp/dr/results --out cpu.json
@@ -53,6 +53,9 @@ SCRIPT_IMPORTS = {
     "train_task": "from continual_lora.lora import LoraSpec; from continual_lora.training import TrainingSettings, train_task",
     "generate_samples": "from continual_lora.data.concepts import Concept; from continual_lora.generation import GenerationSettings, generate_samples; from continual_lora.models.loading import checkpoint_deltas, load_pipeline",
     "score_samples": "from continual_lora.evaluation import score_samples; from continual_lora.models.loading import resolve_device; from continual_lora.scoring import ModelHandle",
+    "audit_chain": "from continual_lora.audit import audit_run",
+    "summarize_experiment": "from continual_lora.aggregation import per_run_scores, read_scores, summary_table, to_latex, to_markdown, write_mean_matrices; from continual_lora.atomic import atomic_directory, atomic_output",
+    "plot_scores": "import pandas as pd; from continual_lora.aggregation import read_scores; from continual_lora.atomic import atomic_directory; from continual_lora.reporting import score_figures",
 }
 PREAMBLE_IMPORTS = "import pickle; from snakemake.logging import logger; from snakemake.iocontainers import Snakemake"
 

@@ -26,6 +26,9 @@ def cpu_tables(r: dict) -> str:
     m = r["machine"]
     out.append(f"Machine: {m['platform']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
                f"diffusers {m.get('diffusers')}; {m['date_utc']}; commit {m['commit']}; model: {r['model']}.")  # fmt: skip
+    for rerun in r.get("reruns", []):
+        out.append(f"Rerun later: {', '.join(rerun['sections'])} on {rerun['machine']['date_utc']}, "
+                   f"commit {rerun['machine']['commit']}.")  # fmt: skip
     loads = r.get("section_load_average", {})
     if loads:
         out.append("Load average (1 min) at the start and end of each section: "
@@ -97,8 +100,13 @@ def cpu_tables(r: dict) -> str:
         out.append(table(["rule", "jobs", "wall s", "mean s", "cpu s", "max RSS MB"], rows))
         if "log" in rules:
             lg = rules["log"]
+            if lg["jobs_s"] <= lg["wall_s"]:  # one job at a time: the rest is Snakemake's own time
+                overlap = f"between jobs: {lg['between_jobs_s']:.0f} s"
+            else:
+                overlap = (f"jobs ran side by side, their times sum to {lg['jobs_s']:.0f} s, "
+                           f"{lg['jobs_s'] / lg['wall_s']:.2f} x the wall time")  # fmt: skip
             out.append(f"\nRun wall time from the log: {lg['wall_s']:.0f} s for {lg['jobs_finished']} jobs; "
-                       f"between jobs: {lg['between_jobs_s']:.0f} s. Parenthesised: from the log (1 s resolution), "
+                       f"{overlap}. Parenthesised: from the log (1 s resolution), "
                        "for rules without a benchmark file.")  # fmt: skip
     if "dry_run" in r and "median_s" in r["dry_run"]:
         d = r["dry_run"]
