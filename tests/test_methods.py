@@ -140,3 +140,22 @@ def test_factor_deltas_are_the_float64_product_taken_on_the_requested_device():
     # The meta device computes shapes only: the product was taken there, not on the CPU.
     there = factor_deltas(factors, 0.5, "meta")["m"]
     assert there.device.type == "meta" and there.shape == (5, 6) and there.dtype == torch.float32
+
+
+def test_checkpoint_deltas_take_an_adapters_products_on_the_device_and_leave_a_delta_file_on_the_cpu(tmp_path):
+    from continual_lora.checkpoint import save_adapter, save_tensors
+    from continual_lora.models.loading import checkpoint_deltas
+
+    generator = torch.Generator().manual_seed(4)
+    factors = {"m": (torch.randn(2, 3, generator=generator), torch.randn(4, 2, generator=generator))}
+    save_adapter(tmp_path / "adapter.safetensors", factors, 0.5)
+    delta = torch.randn(4, 3, generator=generator)
+    save_tensors(tmp_path / "delta.safetensors", {"m.weight": delta}, "delta", 1.0)
+
+    assert torch.equal(checkpoint_deltas(tmp_path / "adapter.safetensors")["m"], factor_deltas(factors, 0.5)["m"])
+    on_device = checkpoint_deltas(tmp_path / "adapter.safetensors", "meta")["m"]
+    assert on_device.device.type == "meta" and on_device.shape == (4, 3)
+    # apply_deltas moves a delta file's tensors one module at a time; all at once on a
+    # GPU they would only add to its peak memory.
+    kept = checkpoint_deltas(tmp_path / "delta.safetensors", "meta")["m"]
+    assert kept.device.type == "cpu" and torch.equal(kept, delta)

@@ -57,7 +57,9 @@ class ModelHandle:
         from continual_lora.models.loading import checkpoint_deltas, load_pipeline
 
         deltas = checkpoint_deltas(handoff, device) if handoff is not None else {}
-        return cls(load_pipeline(base_model, deltas, device, dtype), deltas)
+        pipeline = load_pipeline(base_model, deltas, device, dtype)
+        # Kept in host memory for the whole job: a metric moves them one module at a time.
+        return cls(pipeline, {name: delta.cpu() for name, delta in deltas.items()})
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from continual_lora.lora import Tensors, apply_deltas, base_layer
+from continual_lora.lora import Tensors, base_layer
 from continual_lora.scoring.base import Metric, ModelHandle, ScoringInput
 
 
@@ -123,7 +123,10 @@ class _BaseWeights:
                 raise KeyError(f"the checkpoint names module {name!r}, which this UNet does not have")
             layer = base_layer(modules[name])
             self.saved[name] = (layer, layer.weight.detach().clone())
-        apply_deltas(self.unet, {k: -v for k, v in self.deltas.items()})
+        # One module's delta at a time on the weights' device: no second copy of them all.
+        with torch.no_grad():
+            for name, (layer, _) in self.saved.items():
+                layer.weight -= self.deltas[name].to(device=layer.weight.device, dtype=layer.weight.dtype)
         return self.unet
 
     def __exit__(self, *exc):
