@@ -12,6 +12,8 @@ LIGHT_MODULES = (
     "continual_lora.audit",
     "continual_lora.checkpoint",
     "continual_lora.config",
+    "continual_lora.data.synthetic",  # the Snakefile's own imports
+    "continual_lora.experiment",
     "continual_lora.reporting",
     "continual_lora.scoring",
 )
