@@ -17,6 +17,12 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def seconds_table(label: str, section: dict, digits: int) -> str:
+    """The section's timings (keys ending in ``_s`` with a number), one row each."""
+    rows = [[k.removesuffix("_s"), f"{v:.{digits}f}"] for k, v in section.items() if k.endswith("_s") and isinstance(v, float)]
+    return table([label, "s"], rows)
+
+
 def mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
@@ -36,7 +42,7 @@ def cpu_tables(r: dict) -> str:
     if "startup" in r:
         s = r["startup"]
         out.append(f"\n**Per-job start-up** (fresh interpreter, median of {s['repeats']})\n")
-        out.append(table(["what", "s"], [[k.removesuffix("_s"), f"{v:.2f}"] for k, v in s.items() if k.endswith("_s")]))
+        out.append(seconds_table("what", s, 2))
     if "training" in r:
         t = r["training"]
         out.append("\n**Training** (" + ", ".join(f"{k} {v}" for k, v in t["settings"].items()) + ")\n")
@@ -55,11 +61,11 @@ def cpu_tables(r: dict) -> str:
     if "loading" in r:
         lo = r["loading"]
         out.append(f"\n**Model loading** (median of {lo['repeats']})\n")
-        out.append(table(["what", "s"], [[k.removesuffix("_s"), f"{v:.3f}"] for k, v in lo.items() if k.endswith("_s")]))
+        out.append(seconds_table("what", lo, 3))
     if "evaluation" in r:
         e = r["evaluation"]
         out.append(f"\n**One checkpoint, {e['tasks_seen']} tasks seen: denoise against generate-then-score**\n")
-        out.append(table(["step", "s"], [[k.removesuffix("_s"), f"{v:.2f}"] for k, v in e.items() if k.endswith("_s") and isinstance(v, float)]))
+        out.append(seconds_table("step", e, 2))
         out.append(f"\ndenoise / generate-then-score = {e['denoise_over_generate_then_score']:.2f}; UNet rows per task: "
                    f"generation {e['unet_rows_per_task']['generation']}, denoise {e['unet_rows_per_task']['denoise']}.")  # fmt: skip
     if "checkpoints" in r:
