@@ -116,11 +116,16 @@ def expected_submissions(planned: list[dict]) -> Counter:
     return expected
 
 
+def first_attempt(request) -> int:
+    """A profile resource (a number, or an expression of ``attempt``) on the first attempt."""
+    return int(eval(str(request), {"attempt": 1}))
+
+
 def largest_request(name: str) -> int:
     """The largest first-attempt value of a resource in the profile."""
     profile = yaml.safe_load(PROFILE.read_text())
     blocks = [profile["default-resources"], *profile["set-resources"].values()]
-    return max(int(eval(str(block[name]), {"attempt": 1})) for block in blocks if name in block)
+    return max(first_attempt(block[name]) for block in blocks if name in block)
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +232,7 @@ def test_the_gpu_rules_and_only_they_were_given_the_gpu(slurm_run, planned):
 
 def test_a_group_asks_for_the_sum_of_its_jobs_times(slurm_run):
     profile = yaml.safe_load(PROFILE.read_text())["set-resources"]
-    minutes = {rule: int(eval(str(profile[rule]["runtime"]), {"attempt": 1})) for rule in profile_groups()}
+    minutes = {rule: first_attempt(profile[rule]["runtime"]) for rule in profile_groups()}
     sums = {
         "rule_evaluate_generate_samples_score_samples": minutes["generate_samples"] + minutes["score_samples"],
         "rule_evaluate_generate_base_samples_score_base_samples": minutes["generate_base_samples"]
