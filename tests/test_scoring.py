@@ -20,6 +20,7 @@ from continual_lora.scoring import METRICS, ModelHandle, ScoringInput, get_metri
 from continual_lora.scoring.clip_t import class_prompt
 from continual_lora.scoring.csd import csd_preprocess
 from continual_lora.scoring.denoise import noise_prediction_error
+from continual_lora.images import IMAGENET_MEAN, IMAGENET_STD, resize_crop_normalize
 
 import tiny_metric_models
 
@@ -99,16 +100,23 @@ def clip_dir(tmp_path_factory):
 
 
 def test_dino_is_the_mean_cosine_of_cls_tokens(dino_dir):
-    from transformers import AutoImageProcessor, ViTModel
+    from transformers import ViTModel
 
     model = ViTModel.from_pretrained(dino_dir, add_pooling_layer=False).eval()
-    processor = AutoImageProcessor.from_pretrained(dino_dir)
 
     @torch.no_grad()
     def cls_tokens(images):
-        return model(**processor(images=images, return_tensors="pt")).last_hidden_state[:, 0]
+        # The paper's transform at its default sizes (tests/test_metric_parity.py checks
+        # the transform itself against torchvision's semantics).
+        pixels = torch.stack([resize_crop_normalize(im, 256, 224, IMAGENET_MEAN, IMAGENET_STD) for im in images])
+        return model(pixel_values=pixels).last_hidden_state[:, 0]
 
     _check_embedding_metric(get_metric("dino", {"model": str(dino_dir)}, "cpu"), cls_tokens)
+
+
+def test_dino_refuses_a_crop_that_is_not_its_models_input_size(dino_dir):
+    with pytest.raises(ValueError, match=r"crop 32 does not match the model's image_size 224"):
+        get_metric("dino", {"model": str(dino_dir), "resize": 36, "crop": 32}, "cpu")
 
 
 def test_clip_i_uses_clips_projected_image_features(clip_dir):
@@ -160,33 +168,6 @@ def test_clip_t_scores_each_sample_against_its_class_prompt(clip_dir):
 # --------------------------------------------------------------------------- CSD
 
 
-def _reference_csd_style(state, pixels, heads):
-    """CSD_CLIP's style output written against OpenAI's VisionTransformer, independently
-    of the transformers model: conv patches, class token, ln_pre, residual blocks with
-    nn.MultiheadAttention and QuickGELU, ln_post of the class token, @ style, normalize."""
-    s = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    width = s["conv1.weight"].shape[0]
-    x = F.conv2d(pixels, s["conv1.weight"], stride=s["conv1.weight"].shape[-1]).flatten(2).transpose(1, 2)
-    x = torch.cat([s["class_embedding"].expand(len(x), 1, width), x], dim=1) + s["positional_embedding"]
-    x = F.layer_norm(x, (width,), s["ln_pre.weight"], s["ln_pre.bias"])
-    i = 0
-    while f"transformer.resblocks.{i}.ln_1.weight" in s:
-        p = f"transformer.resblocks.{i}."
-        attn = torch.nn.MultiheadAttention(width, heads, batch_first=True)
-        attn.load_state_dict({
-            "in_proj_weight": s[p + "attn.in_proj_weight"], "in_proj_bias": s[p + "attn.in_proj_bias"],
-            "out_proj.weight": s[p + "attn.out_proj.weight"], "out_proj.bias": s[p + "attn.out_proj.bias"],
-        })  # fmt: skip
-        h = F.layer_norm(x, (width,), s[p + "ln_1.weight"], s[p + "ln_1.bias"])
-        x = x + attn(h, h, h, need_weights=False)[0]
-        h = F.layer_norm(x, (width,), s[p + "ln_2.weight"], s[p + "ln_2.bias"])
-        h = F.linear(h, s[p + "mlp.c_fc.weight"], s[p + "mlp.c_fc.bias"])
-        x = x + F.linear(h * torch.sigmoid(1.702 * h), s[p + "mlp.c_proj.weight"], s[p + "mlp.c_proj.bias"])
-        i += 1
-    feature = F.layer_norm(x[:, 0], (width,), s["ln_post.weight"], s["ln_post.bias"])
-    return F.normalize(feature @ state["last_layer_style"], dim=1)
-
-
 @pytest.fixture(scope="module")
 def csd_checkpoint(tmp_path_factory):
     return tiny_metric_models.build_csd_checkpoint(tmp_path_factory.mktemp("csd"))
@@ -200,7 +181,7 @@ def test_csd_loads_the_published_layout_and_matches_its_forward(csd_checkpoint, 
     pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ours = metric.model(pixels)
-        theirs = _reference_csd_style(state, pixels, heads=2)
+        theirs = tiny_metric_models.csd_style_reference(state, pixels, heads=2)
     assert torch.allclose(ours, theirs, atol=1e-5)
     assert torch.allclose(ours.norm(dim=1), torch.ones(3), atol=1e-6)
     # ...and different images do not collapse to one descriptor.
@@ -214,7 +195,7 @@ def test_csd_loads_the_published_layout_and_matches_its_forward(csd_checkpoint, 
     assert torch.equal(ours, again)
 
     with torch.no_grad():
-        reference_direct = _reference_csd_style(
+        reference_direct = tiny_metric_models.csd_style_reference(
             state, torch.stack([csd_preprocess(im, 32) for im in [_image(0), _image(1), _image(2)]]), heads=2
         )
     samples, references = [_image(0), _image(1)], [_image(2)]

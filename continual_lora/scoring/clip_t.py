@@ -16,7 +16,7 @@ import torch
 
 from continual_lora.data.concepts import Concept
 from continual_lora.scoring.base import Metric, ScoringInput
-from continual_lora.scoring.hf import load_hf_model, pixel_values, pooled
+from continual_lora.scoring.hf import load_hf_model, load_pil_image_processor, pixel_values, pooled
 
 
 def class_prompt(prompt: str, concept: Concept) -> str:
@@ -34,10 +34,15 @@ class ClipTextMetric(Metric):
     defaults: ClassVar[dict[str, Any]] = {"model": "openai/clip-vit-base-patch32", "batch_size": 32}
 
     def __init__(self, settings, device):
-        from transformers import AutoProcessor, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel
 
         super().__init__(settings, device)
-        self.model, self.processor = load_hf_model(CLIPModel, self.settings["model"], self.device, AutoProcessor)
+        self.model = load_hf_model(CLIPModel, self.settings["model"], self.device)
+        # Loaded separately rather than as one AutoProcessor: the kwarg that selects the
+        # PIL image processor would reach the tokenizer too (4.x: use_fast=False makes it
+        # the slow tokenizer), and the reference code tokenizes with AutoTokenizer.
+        self.image_processor = load_pil_image_processor(self.settings["model"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.settings["model"]))
 
     @torch.no_grad()
     def similarities(self, job: ScoringInput) -> torch.Tensor:
@@ -47,8 +52,8 @@ class ClipTextMetric(Metric):
         out = []
         for i in range(0, len(job.samples), size):
             images = [im.convert("RGB") for im in job.samples[i : i + size]]
-            pixels = pixel_values(self.processor, images, self.device, self.model.dtype)
-            tokens = self.processor.tokenizer(
+            pixels = pixel_values(self.image_processor, images, self.device, self.model.dtype)
+            tokens = self.tokenizer(
                 texts[i : i + size], padding=True, truncation=True, return_tensors="pt"
             ).to(self.device)
             image = pooled(self.model.get_image_features(pixel_values=pixels))

@@ -1,5 +1,5 @@
 """CSD: the published Contrastive Style Descriptor (Somepalli et al., "Measuring Style
-Similarity in Diffusion Models", github learn2phoenix/CSD), PROTOCOL.md's style metric.
+Similarity in Diffusion Models", github learn2phoenix/CSD), the paper's style metric.
 
 The model (CSD/model.py, ``CSD_CLIP`` with ``name='vit_large'``) is the vision tower of
 OpenAI CLIP ViT-L/14 (the ``clip`` package's ``model.visual``) with its ``proj`` removed,
@@ -24,7 +24,7 @@ The backbone is rebuilt as a transformers ``CLIPVisionModel`` (its ``pooler_outp
 The architecture is read off the weights; only the head count is not in them, and
 follows OpenAI's rule ``width // 64`` (16 for ViT-L/14) unless ``num_heads`` is set.
 Preprocessing is CSD's evaluation transform (``transforms_branch0``): bicubic resize
-of the shorter side to 224, centre crop, CLIP's mean and std.
+of the shorter side to 224, centre crop, CLIP's mean and std (``transforms.resize_crop_normalize``).
 """
 
 from __future__ import annotations
@@ -35,18 +35,16 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
 from continual_lora.scoring.base import REQUIRED, EmbeddingMetric
+from continual_lora.images import CLIP_MEAN, CLIP_STD, resize_crop_normalize
 
 if TYPE_CHECKING:
     from transformers import CLIPVisionConfig
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _BLOCK = re.compile(r"^backbone\.transformer\.resblocks\.(\d+)\.")
 
 
@@ -166,21 +164,7 @@ class CSDStyleEncoder(nn.Module):
 
 def csd_preprocess(image: Image.Image, size: int) -> torch.Tensor:
     """CSD's ``transforms_branch0``: Resize(size, bicubic), CenterCrop(size), ToTensor, Normalize."""
-    image = image.convert("RGB")
-    w, h = image.size
-    # torchvision's Resize(int): the shorter side becomes `size`, the longer one is truncated.
-    if w <= h:
-        new = (size, int(size * h / w))
-    else:
-        new = (int(size * w / h), size)
-    image = image.resize(new, Image.Resampling.BICUBIC)
-    # torchvision's CenterCrop rounds the offsets.
-    left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
-    image = image.crop((left, top, left + size, top + size))
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (pixels - mean) / std
+    return resize_crop_normalize(image, size, size, CLIP_MEAN, CLIP_STD)
 
 
 class CsdMetric(EmbeddingMetric):
