@@ -176,7 +176,14 @@ def section_training(ctx: Context) -> dict:
     from continual_lora.data.concepts import read_concept
     from continual_lora.lora import attach_adapter, fresh_factors, linear_shapes, read_factors
     from continual_lora.models.loading import load_pipeline
-    from continual_lora.training import CachedTask, MixedPrecision, TrainingSettings, denoising_loss, make_optimizer
+    from continual_lora.training import (
+        CachedTask,
+        EpochOrder,
+        MixedPrecision,
+        TrainingSettings,
+        denoising_loss,
+        make_optimizer,
+    )
 
     config = ctx.config["training"]
     keys = TrainingSettings.__dataclass_fields__
@@ -195,14 +202,17 @@ def section_training(ctx: Context) -> dict:
         params = attach_adapter(unet, ctx.spec, fresh_factors(linear_shapes(unet, ctx.spec), ctx.spec.rank, generator))
         unet.train()
     with clock(times, "cache_s"):
-        cached = CachedTask.encode(pipeline, read_concept(ctx.concept_dirs[ctx.concepts[0].name]), settings, device)
+        cached = CachedTask.encode(
+            pipeline, read_concept(ctx.concept_dirs[ctx.concepts[0].name]), settings, device, generator
+        )
+        order = EpochOrder(cached.n_images, generator)
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     optimizer = make_optimizer(params, settings)
     precision = MixedPrecision(settings.weight_dtype, device)
 
     def step():
         with precision.autocast():
-            loss = denoising_loss(unet, scheduler, cached, settings.batch_size, generator)
+            loss = denoising_loss(unet, scheduler, cached, order.next_batch(settings.batch_size), generator)
         precision.step(loss, params, optimizer, settings.max_grad_norm)
 
     for _ in range(warmup):

@@ -4,16 +4,16 @@ Both recipes train a rank-64 LoRA (config/sdxl.yaml's lora section) on the exact
 base UNet at 1024 px, with random weights (benchmarks/sdxl_arch.py; nothing comes from
 the hub), and generate 50-step images from it:
 
-- ours: the settings config/sdxl.yaml trains with (bf16 weights and autocast, PyTorch
-  SDPA attention, the task's images encoded by the VAE once per job and the prompt
-  once, AdamW, no gradient checkpointing), through the package's own training loop
-  (CachedTask, denoising_loss, MixedPrecision, attach_adapter); generation in batches
-  of 8 in bf16 from a model whose update is fused into its weights (apply_deltas).
-- reference: the paper's DreamBooth-LoRA SDXL settings (diffusers'
-  train_dreambooth_lora_sdxl.py): fp16 weights with the LoRA factors in fp32 and
-  fp16 autocast with a gradient scaler, the VAE in fp32 encoding every step's image,
+- ours: the settings config/sdxl.yaml trains with (the paper's: float32, 8-bit AdamW,
+  gradient checkpointing; PyTorch SDPA attention, the task's images encoded by the VAE
+  once per job and the prompt once), through the package's own training loop
+  (CachedTask, denoising_loss, MixedPrecision, attach_adapter); generation at the
+  preset's batch size and precision from a model whose update is added to it
+  (apply_update). ``--ours-mixed-precision bf16`` times the faster opt-in recipe.
+- reference: the paper's code (its modified diffusers train_dreambooth_lora_sdxl.py,
+  no mixed precision: float32 throughout), the VAE encoding every step's image,
   8-bit AdamW (bitsandbytes), gradient checkpointing; generation in batches of 5 in
-  fp16 with the adapter loaded unfused, as ``load_lora_weights`` leaves it.
+  float32 with the adapter loaded unfused, as ``load_lora_weights`` leaves it.
 
 Text encoders are built so their memory counts, but the UNet is fed random embeddings
 of the right shapes. One JSON is written; the ratios are printed.
@@ -50,14 +50,15 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from continual_lora.generation import fixed_latents
 from continual_lora.lora import (
     LoraSpec,
-    apply_deltas,
     attach_adapter,
     factor_deltas,
     fresh_factors,
     linear_shapes,
 )
+from continual_lora.model_update import apply_update
 from continual_lora.training import (
     CachedTask,
+    EpochOrder,
     MixedPrecision,
     TrainingSettings,
     denoising_loss,
@@ -65,8 +66,8 @@ from continual_lora.training import (
 )
 
 PRESET = REPO / "config" / "sdxl.yaml"
-# The reference recipe's differences from ours (config/sdxl.yaml names them too).
-REFERENCE_TRAINING = dict(mixed_precision="fp16", gradient_checkpointing=True, optimizer="adamw_8bit")
+# The reference recipe (docs/reproduction.md): float32, checkpointing, 8-bit AdamW.
+REFERENCE_TRAINING = dict(mixed_precision="no", gradient_checkpointing=True, optimizer="adamw_8bit")
 REFERENCE_GENERATION_BATCH = 5
 N_TASK_IMAGES = 5  # DreamBooth subjects have 4-6 photos
 
@@ -204,7 +205,9 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         precision = MixedPrecision(settings.weight_dtype, device)
         optimizer, optimizer_name = optimizer_for(params, settings)
         scheduler = noise_scheduler()
-        condition = random_condition(sizes, settings.batch_size, device, settings.weight_dtype)
+        # One row per task image, as CachedTask holds it (the reference path encodes a
+        # batch of fresh images each step and uses the first rows).
+        condition = random_condition(sizes, max(N_TASK_IMAGES, settings.batch_size), device, settings.weight_dtype)
     pixel_generator = torch.Generator().manual_seed(3)
 
     def task_images(n: int) -> torch.Tensor:
@@ -223,6 +226,7 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         )
 
     cached = None
+    order = EpochOrder(N_TASK_IMAGES, generator)
     if not reference:
         with clock(times, "cache_s"), torch.no_grad():
             cached = encode(task_images(N_TASK_IMAGES))
@@ -239,10 +243,11 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         if reference:
             with torch.no_grad():
                 task = encode(task_images(settings.batch_size))
+            index = torch.arange(settings.batch_size)
         else:
-            task = cached
+            task, index = cached, order.next_batch(settings.batch_size)
         with precision.autocast():
-            loss = denoising_loss(unet, scheduler, task, settings.batch_size, generator)
+            loss = denoising_loss(unet, scheduler, task, index, generator)
         precision.step(loss, params, optimizer, settings.max_grad_norm)
         losses.append(float(loss.detach()))
 
@@ -292,8 +297,8 @@ def generation_recipe(name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype
         # adapter handoff: the update computed on the device, then added in place.
         with clock(loading, "factor_deltas_s"):
             deltas = factor_deltas(factors, spec.scale, device)
-        with clock(loading, "apply_deltas_s"):
-            apply_deltas(unet, deltas)
+        with clock(loading, "apply_update_s"):
+            apply_update(unet, deltas)
         loading["delta_bytes"] = sum(d.numel() * d.element_size() for d in deltas.values())
         del deltas
     else:
@@ -387,7 +392,10 @@ def parse_args(argv=None):
     parser.add_argument("--gen-steps", type=int, help="sampler steps (default: the preset's 50; smoke 2)")
     parser.add_argument("--gen-batches", type=int, default=1, help="timed batches per recipe")
     parser.add_argument(
-        "--ours-dtype", choices=["bfloat16", "float16"], help="generation dtype (default: the preset's; smoke bfloat16)"
+        "--ours-dtype", choices=["float32", "bfloat16", "float16"], help="generation dtype (default: the preset's)"
+    )
+    parser.add_argument(
+        "--ours-mixed-precision", choices=["no", "bf16", "fp16"], help="training precision (default: the preset's)"
     )
     parser.add_argument("--device", default=None, help="default: cuda (smoke: cpu)")
     args = parser.parse_args(argv)
@@ -409,16 +417,11 @@ def main(argv=None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device: run with --smoke for the CPU check")
     spec = lora_spec(config)
-    ours = training_settings(config)
-    reference = training_settings(config, **REFERENCE_TRAINING)
-    reference_dtype = torch.float16
-    if args.smoke:
-        # float16 kernels on a CPU are two orders of magnitude slower than bfloat16
-        # ones (3.6 s against 0.09 s for one smoke UNet forward), so the smoke run
-        # stands bfloat16 in for the reference's float16; the code path is the same.
-        ours = training_settings(config, resolution=sizes.resolution)
-        reference = training_settings(config, resolution=sizes.resolution, **REFERENCE_TRAINING | {"mixed_precision": "bf16"})
-        reference_dtype = torch.bfloat16
+    sized = {"resolution": sizes.resolution} if args.smoke else {}
+    chosen = {"mixed_precision": args.ours_mixed_precision} if args.ours_mixed_precision else {}
+    ours = training_settings(config, **sized | chosen)
+    reference = training_settings(config, **sized | REFERENCE_TRAINING)
+    reference_dtype = torch.float32
 
     try:
         import bitsandbytes
@@ -441,13 +444,11 @@ def main(argv=None) -> dict:
         "training": {},
         "generation": {},
     }
-    if args.smoke:
-        result["smoke_substitution"] = "bfloat16 for the reference's float16 (CPU float16 kernels are too slow)"
     print(f"{result['mode']} on {device}: UNet {counts['unet_parameters']:,} parameters, {bnb}", flush=True)
     for name, settings in (("ours", ours), ("reference", reference)):
         result["training"][name] = train_recipe(name, settings, sizes, spec, args, device)
         print(f"train {name}: {result['training'][name]['step_s']:.3f} s/step", flush=True)
-    ours_dtype = getattr(torch, args.ours_dtype or ("bfloat16" if args.smoke else config["evaluation"]["dtype"]))
+    ours_dtype = getattr(torch, args.ours_dtype or config["evaluation"]["dtype"])
     batches = {"ours": (config["evaluation"]["batch_size"], ours_dtype), "reference": (REFERENCE_GENERATION_BATCH, reference_dtype)}
     for name, (batch, dtype) in batches.items():
         result["generation"][name] = generation_recipe(name, sizes, spec, batch, dtype, args, config, device)

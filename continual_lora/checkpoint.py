@@ -42,7 +42,7 @@ class StoredTensors:
     def model_delta(self, device: str | torch.device | None = None) -> Tensors:
         """W - W0 per module for the model this file describes. An adapter's products
         are taken on ``device`` (default: the CPU, where the file was read); a delta
-        file's tensors stay on the CPU, since ``apply_deltas`` moves them one module at
+        file's tensors stay on the CPU, since ``apply_update`` moves them one module at
         a time and a copy of them all on a GPU would only raise its peak memory."""
         if self.format == "adapter":
             return factor_deltas(state_to_factors(self.tensors), self.scale, device)

@@ -18,6 +18,7 @@ A hub model cannot be read offline, so its resolution is left to the job.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -30,7 +31,7 @@ import yaml
 
 from continual_lora.data.sources import DatasetError
 from continual_lora.experiment import experiments_from_config, metric_names
-from continual_lora.methods import METHODS
+from continual_lora.methods import METHODS, get_method
 from continual_lora.scoring import METRICS
 from continual_lora.scoring.base import REQUIRED
 
@@ -83,6 +84,35 @@ def check_config(
         problems = [sentence(problem) for problem in check(config, workspace)]
         if problems:
             raise ConfigError("\n".join(problems))
+
+
+def check_environment(config: dict[str, Any]) -> None:
+    """Raise ConfigError where this machine lacks what the config's jobs need to run.
+
+    Apart from the config checks, because a dry run (inspecting the graph of a
+    paper-scale preset on a laptop, say) needs none of it: the workflow runs these
+    just before its first job (``onstart``), which a dry run never reaches.
+    """
+    problems = [sentence(problem) for check in ENVIRONMENT_CHECKS for problem in check(config)]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+ENVIRONMENT_CHECKS: list[Callable[[dict[str, Any]], Iterable[str]]] = []
+
+
+def environment_check(check: Callable[[dict[str, Any]], Iterable[str]]) -> Callable[[dict[str, Any]], Iterable[str]]:
+    ENVIRONMENT_CHECKS.append(check)
+    return check
+
+
+@environment_check
+def optimizer_package(config: dict[str, Any]) -> Iterator[str]:
+    if config["training"]["optimizer"] == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        yield (
+            "config key 'training.optimizer' is adamw_8bit, which needs bitsandbytes, not installed here; "
+            "install it (pip install -e '.[gpu]', on a CUDA machine) or set training.optimizer: adamw"
+        )
 
 
 def sentence(text: str) -> str:
@@ -156,6 +186,42 @@ def methods(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
             f"config key 'methods' names unknown method(s) {', '.join(map(repr, unknown))}; "
             f"known methods: {_names(METHODS)}"
         )
+
+
+@config_check
+def method_settings(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    """Each method checks its own settings, as a job would build it."""
+    for name, given in config.get("method_settings", {}).items():
+        if name not in METHODS:
+            yield f"config key 'method_settings.{name}' names no registered method; known: {_names(METHODS)}"
+            continue
+        try:
+            get_method(name, given)
+        except ValueError as error:
+            yield f"config key {error}"
+
+
+@config_check
+def schedulers(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    evaluation = config["evaluation"]
+    named = {"evaluation.scheduler": evaluation.get("scheduler")}
+    for method, scheduler in evaluation.get("method_schedulers", {}).items():
+        if method != "base" and method not in config["methods"]:
+            yield (
+                f"config key 'evaluation.method_schedulers.{method}' names a method this config does not run; "
+                f"it runs base (the untouched model), {_names(config['methods'])}"
+            )
+        named[f"evaluation.method_schedulers.{method}"] = scheduler
+    named = {key: value for key, value in named.items() if value}
+    if not named:
+        return
+    # Deferred: diffusers is imported only where a config names a scheduler.
+    import diffusers
+
+    for key, scheduler in named.items():
+        cls = getattr(diffusers, scheduler, None)
+        if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+            yield f"config key {key!r} is {scheduler!r}, which is not a diffusers scheduler class (e.g. EulerDiscreteScheduler)"
 
 
 @config_check

@@ -1,8 +1,8 @@
 """Experiments, runs and task orders, as the config declares them.
 
 A run is one (task order seed, training seed) pair, named ``order{O}_seed{S}``. Its
-task order is the experiment's task list shuffled with ``random.seed(O)``, as in
-PROTOCOL.md.
+task order is the experiment's task list shuffled with ``random.seed(O)``, as
+the paper's code does (docs/reproduction.md).
 """
 
 from __future__ import annotations

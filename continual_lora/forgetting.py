@@ -1,4 +1,4 @@
-"""Continual-learning metrics of a score matrix, as PROTOCOL.md defines them.
+"""Continual-learning metrics of a score matrix, as the paper defines them (docs/reproduction.md).
 
 ``M[i, t]`` is the score on task i (0-based) of the model after task t, defined for
 i <= t (entries below are ignored). With T tasks:

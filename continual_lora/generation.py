@@ -1,9 +1,11 @@
-"""Evaluation samples of one model for the tasks it has seen, as PROTOCOL.md prescribes.
+"""Evaluation samples of one model for the tasks it has seen, as the paper samples them
+(docs/reproduction.md).
 
 Every task gets each prompt template x ``samples_per_prompt`` images, from fixed
 initial latents: sample k of every prompt, every task and every checkpoint starts
 from the same noise (drawn once from ``latent_seed``), so differences between
-images are the model's and the prompt's alone.
+images are the model's and the prompt's alone. Everything else is the pipeline's
+own default unless set: its guidance scale, its scheduler, no negative prompt.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ class GenerationSettings:
     templates: tuple[str, ...]
     samples_per_prompt: int
     inference_steps: int
-    guidance_scale: float
+    guidance_scale: float | None  # None: the pipeline's own default
     latent_seed: int
     batch_size: int
     resolution: int
     scheduler: str | None = None  # a diffusers scheduler class name; None: the model's own
+    noise_device: str = "cpu"  # "cpu", or "model": drawn where the model runs
 
 
 def evaluation_prompts(concept: Concept, templates: tuple[str, ...]) -> list[str]:
@@ -37,12 +40,21 @@ def evaluation_prompts(concept: Concept, templates: tuple[str, ...]) -> list[str
     return [template.format(concept.subject) for template in templates]
 
 
-def fixed_latents(pipeline, n: int, seed: int, resolution: int) -> torch.Tensor:
-    """``n`` initial latents drawn once on the CPU, so a seed means the same noise on
-    every device; the pipeline scales them by the scheduler's initial sigma."""
+NOISE_DEVICES = ("cpu", "model")
+
+
+def fixed_latents(pipeline, n: int, seed: int, resolution: int, noise_device: str = "cpu") -> torch.Tensor:
+    """``n`` initial latents in float32, drawn once from ``seed``: on the CPU, so a seed
+    means the same noise on every device, or (``noise_device`` "model") on the model's
+    device, as the paper's code draws them. The pipeline scales them by the
+    scheduler's initial sigma."""
+    if noise_device not in NOISE_DEVICES:
+        raise ValueError(f"evaluation.noise_device: {noise_device!r} is not one of {', '.join(NOISE_DEVICES)}")
+    device = pipeline.unet.device if noise_device == "model" else torch.device("cpu")
     factor = pipeline.vae_scale_factor
     shape = (n, pipeline.unet.config.in_channels, resolution // factor, resolution // factor)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+    generator = torch.Generator(device).manual_seed(seed)
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
 
 
 def use_scheduler(pipeline, name: str) -> None:
@@ -70,7 +82,11 @@ def generate_samples(
     out_dir = Path(out_dir)
     if settings.scheduler:
         use_scheduler(pipeline, settings.scheduler)
-    latents = fixed_latents(pipeline, settings.samples_per_prompt, settings.latent_seed, settings.resolution)
+    latents = fixed_latents(
+        pipeline, settings.samples_per_prompt, settings.latent_seed, settings.resolution, settings.noise_device
+    )
+    # Only what is set: the pipeline's own default stands for the rest, as in the paper.
+    options = {} if settings.guidance_scale is None else {"guidance_scale": settings.guidance_scale}
     jobs = []
     for task, concept in tasks:
         folder = concept.name if task is None else f"task{task}_{concept.name}"
@@ -87,10 +103,10 @@ def generate_samples(
             prompt=[job["prompt"] for job in batch],
             latents=latents[[job["sample"] for job in batch]].to(device, pipeline.unet.dtype),
             num_inference_steps=settings.inference_steps,
-            guidance_scale=settings.guidance_scale,
             height=settings.resolution,
             width=settings.resolution,
-            generator=torch.Generator().manual_seed(settings.latent_seed),
+            generator=torch.Generator(latents.device).manual_seed(settings.latent_seed),
+            **options,
         ).images
         for job, image in zip(batch, images):
             image.save(out_dir / job["file"])

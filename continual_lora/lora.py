@@ -50,7 +50,7 @@ def targeted_linears(unet: nn.Module, spec: LoraSpec) -> dict[str, nn.Linear]:
 
 
 def fresh_factors(shapes: dict[str, tuple[int, int]], rank: int, generator: torch.Generator) -> Factors:
-    """A new adapter as PROTOCOL.md prescribes: A ~ N(0, (1/r)^2), B = 0.
+    """A new adapter as the paper's code draws it (peft's gaussian init): A ~ N(0, (1/r)^2), B = 0.
 
     ``shapes`` maps a module to its (out_features, in_features). Modules are drawn in
     sorted order so the same generator state always gives the same factors.
@@ -98,18 +98,6 @@ def state_to_factors(state: Tensors) -> Factors:
         return {m: (state[f"{m}.lora_A.weight"], state[f"{m}.lora_B.weight"]) for m in modules}
     except KeyError as missing:
         raise ValueError(f"adapter state lacks {missing}: every module needs lora_A and lora_B") from None
-
-
-def apply_deltas(unet: nn.Module, deltas: Tensors) -> None:
-    """Add each delta to its module's weight in place (no copy of the model)."""
-    modules = dict(unet.named_modules())
-    with torch.no_grad():
-        for name, delta in deltas.items():
-            module = modules.get(name)
-            if module is None:
-                raise KeyError(f"the checkpoint names module {name!r}, which this UNet does not have")
-            layer = base_layer(module)
-            layer.weight += delta.to(device=layer.weight.device, dtype=layer.weight.dtype)
 
 
 def base_layer(module: nn.Module) -> nn.Module:

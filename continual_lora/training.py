@@ -14,17 +14,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from PIL import Image
 
 from continual_lora import atomic, checkpoint
 from continual_lora.data.concepts import read_concept
-from continual_lora.lora import LoraSpec, apply_deltas, attach_adapter, fresh_factors, linear_shapes, read_factors
+from continual_lora.images import training_images
+from continual_lora.lora import LoraSpec, attach_adapter, fresh_factors, linear_shapes, read_factors
+from continual_lora.model_update import apply_update
 from continual_lora.methods import get_method
-from continual_lora.models.conditioning import conditioner_for
+from continual_lora.models.conditioning import condition_rows, conditioner_for
 from continual_lora.models.loading import ModelSource, load_pipeline, resolve_device
 
 PACKAGES = ("torch", "diffusers", "peft", "transformers", "accelerate", "safetensors", "numpy")
@@ -44,6 +44,11 @@ class TrainingSettings:
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     optimizer: str = "adamw"
+    # How each training image is cropped to a square (continual_lora.images.CROPS).
+    crop: str = "random"
+    # "run": every task starts from the run's training seed, as the reference code
+    # seeds each task's process; "task": from the training seed and the task index.
+    seeding: str = "run"
 
     @property
     def weight_dtype(self) -> torch.dtype:
@@ -108,33 +113,44 @@ def make_optimizer(params, settings: TrainingSettings) -> torch.optim.Optimizer:
     return build(params, settings)
 
 
-def task_seed(training_seed: int, task_index: int) -> int:
-    """The seed of one task's randomness (fresh adapter, batches, noise, timesteps).
+SEEDINGS = ("run", "task")
 
-    Distinct per task so that consecutive fresh adapters differ, and fixed by the
-    run's training seed so that a rerun gives the same numbers.
+
+def task_seed(training_seed: int, task_index: int, seeding: str = "run") -> int:
+    """The seed of one task's randomness (fresh adapter, crops, batches, noise, timesteps).
+
+    ``seeding`` "run" gives every task of a run the training seed itself, as the
+    reference code does (``set_seed(seed)`` at the start of every task): every fresh
+    adapter of a run is then the same matrix. "task" makes it distinct per task.
     """
-    return training_seed * 1_000_003 + task_index
+    if seeding == "run":
+        return training_seed
+    if seeding == "task":
+        return training_seed * 1_000_003 + task_index
+    raise ValueError(f"training.seeding: {seeding!r} is not one of {', '.join(SEEDINGS)}")
 
 
-def images_to_tensor(images: list[Image.Image], resolution: int) -> torch.Tensor:
-    """Resize the shorter side to ``resolution``, centre-crop, scale to [-1, 1]."""
-    batch = []
-    for image in images:
-        image = image.convert("RGB")
-        scale = resolution / min(image.size)
-        size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BICUBIC)
-        left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
-        image = image.crop((left, top, left + resolution, top + resolution))
-        batch.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
-    return torch.stack(batch)
+class EpochOrder:
+    """Which training images each step sees: every image once per epoch, each epoch in
+    a new shuffled order (the reference's ``DataLoader(shuffle=True)``); with batches of
+    several images, a batch may run on into the next epoch rather than be cut short."""
+
+    def __init__(self, n_images: int, generator: torch.Generator):
+        self.n_images, self.generator = n_images, generator
+        self.queue = torch.empty(0, dtype=torch.long)
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        while len(self.queue) < batch_size:
+            self.queue = torch.cat([self.queue, torch.randperm(self.n_images, generator=self.generator)])
+        batch, self.queue = self.queue[:batch_size], self.queue[batch_size:]
+        return batch
 
 
 @dataclass
 class CachedTask:
-    """A task's images as VAE posteriors and its prompt as UNet conditioning, computed
-    once per job: the images and the prompt never change during training."""
+    """A task's images as VAE posteriors and its prompt as UNet conditioning (one row
+    per image, which carries SDXL's size and crop), computed once per job: the images,
+    their crops and the prompt never change during training."""
 
     latent_mean: torch.Tensor
     latent_std: torch.Tensor
@@ -144,14 +160,15 @@ class CachedTask:
 
     @classmethod
     @torch.no_grad()
-    def encode(cls, pipeline, prepared, settings: TrainingSettings, device) -> CachedTask:
-        pixels = images_to_tensor(prepared.load_train_images(), settings.resolution).to(device, pipeline.vae.dtype)
-        posterior = pipeline.vae.encode(pixels).latent_dist
-        prompts = [prepared.concept.prompt] * settings.batch_size
+    def encode(cls, pipeline, prepared, settings: TrainingSettings, device, generator: torch.Generator) -> CachedTask:
+        images = training_images(prepared.load_train_images(), settings.resolution, settings.crop, generator)
+        posterior = pipeline.vae.encode(images.pixels.to(device, pipeline.vae.dtype)).latent_dist
+        geometry = list(zip(images.original_sizes, images.crop_top_lefts))
+        prompts = [prepared.concept.prompt] * len(geometry)
         return cls(
             latent_mean=posterior.mean.float(),
             latent_std=posterior.std.float(),
-            condition=conditioner_for(pipeline).encode(prompts, settings.resolution),
+            condition=conditioner_for(pipeline).encode(prompts, settings.resolution, geometry),
             scaling=pipeline.vae.config.scaling_factor,
             shift=getattr(pipeline.vae.config, "shift_factor", None) or 0.0,
         )
@@ -160,30 +177,30 @@ class CachedTask:
     def n_images(self) -> int:
         return self.latent_mean.shape[0]
 
-    def sample_latents(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        """A batch of scaled latents, each drawn from its image's VAE posterior."""
-        index = torch.randint(0, self.n_images, (batch_size,), generator=generator)
+    def sample_latents(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Scaled latents of the images ``index``, each drawn from its image's VAE posterior."""
         eps = torch.randn(self.latent_mean[index].shape, generator=generator).to(self.latent_mean.device)
         return ((self.latent_mean[index] + self.latent_std[index] * eps) - self.shift) * self.scaling
 
 
-def denoising_loss(unet, noise_scheduler, task: CachedTask, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-    """The DreamBooth noise-prediction loss on one batch, noised by the scheduler itself.
+def denoising_loss(unet, noise_scheduler, task: CachedTask, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The DreamBooth noise-prediction loss on the images ``index``, noised by the
+    scheduler itself.
 
     Random draws come from a CPU generator so that a seed means the same batches on
     any device.
     """
-    latents = task.sample_latents(batch_size, generator)
+    latents = task.sample_latents(index, generator)
     device = latents.device
     noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
     n_timesteps = noise_scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, n_timesteps, (batch_size,), generator=generator).to(device)
+    timesteps = torch.randint(0, n_timesteps, (len(index),), generator=generator).to(device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     if noise_scheduler.config.prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(latents, noise, timesteps)
     else:
         target = noise
-    prediction = unet(noisy, timesteps, **task.condition).sample
+    prediction = unet(noisy, timesteps, **condition_rows(task.condition, index)).sample
     return F.mse_loss(prediction.float(), target.float())
 
 
@@ -209,13 +226,14 @@ def train_task(
     training_seed: int,
     out_dir: str | Path,
     device: str = "auto",
+    method_settings: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train task ``task_index`` and write its checkpoint files into ``out_dir``."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    continual = get_method(method)
-    seed = task_seed(training_seed, task_index)
+    continual = get_method(method, method_settings)
+    seed = task_seed(training_seed, task_index, settings.seeding)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
 
@@ -233,9 +251,11 @@ def train_task(
     base_model = ModelSource.of(base_model)
     precision = MixedPrecision(settings.weight_dtype, device)
     pipeline = load_pipeline(base_model, device=device, dtype=settings.weight_dtype)
+    # The reference keeps the VAE in float32 whatever the precision, against NaN latents.
+    pipeline.vae.to(torch.float32)
     unet = pipeline.unet
     start = continual.start(previous, fresh_factors(linear_shapes(unet, spec), spec.rank, generator), spec)
-    apply_deltas(unet, start.frozen_delta)
+    apply_update(unet, start.frozen_delta)
     for component in pipeline.components.values():
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
@@ -244,7 +264,8 @@ def train_task(
         unet.enable_gradient_checkpointing()
     unet.train()
 
-    cached = CachedTask.encode(pipeline, prepared, settings, device)
+    cached = CachedTask.encode(pipeline, prepared, settings, device, generator)
+    order = EpochOrder(cached.n_images, generator)
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     optimizer = make_optimizer(params, settings)
     log(
@@ -257,7 +278,7 @@ def train_task(
     for step in range(1, settings.steps + 1):
         try:
             with precision.autocast():
-                loss = denoising_loss(unet, noise_scheduler, cached, settings.batch_size, generator)
+                loss = denoising_loss(unet, noise_scheduler, cached, order.next_batch(settings.batch_size), generator)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"task {task_index}, method {method}: the loss is {loss.item()} at step {step}"
@@ -296,6 +317,7 @@ def train_task(
         "base_model": asdict(base_model),
         "previous_handoff": str(previous_handoff) if previous_handoff else None,
         "settings": asdict(settings),
+        "method_settings": continual.settings,
         "device": str(device),
         "loss_curve": loss_curve,
         "packages": package_versions(),

@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 DREAMBOOTH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dreambooth"
 TOKENS = ["sks", "zwz", "sbu", "uwu", "pdw", "twt", "zsn", "ofl", "psq", "cws"]
 
-# What PROTOCOL.md's selection gives on the upstream dataset, written out so that a
-# change of the selection shows here.
+# What the paper's selection gives on the upstream dataset (the reference code's
+# preprocess/generate_object_dataset.py gives the same), written out so that a change
+# of the selection shows here.
 DREAMBOOTH_SUBJECTS = [
     "colorful_sneaker", "fancy_boot", "backpack", "bear_plushie", "candle",
     "can", "pink_sunglasses", "berry_bowl", "red_cartoon", "teapot",
@@ -45,7 +46,7 @@ def needs_dreambooth():
 
 
 def protocol_selection(classes_file: Path) -> list[tuple[str, str]]:
-    """PROTOCOL.md's DreamBooth selection, written out literally: (class, subject)."""
+    """The paper's DreamBooth selection, written out literally: (class, subject)."""
     lines = classes_file.read_text().splitlines()
     table = lines[lines.index("subject_name,class") + 1 :]
     classes = {}
@@ -80,42 +81,44 @@ def test_dreambooth_selects_protocol_subjects_with_protocol_tokens_and_prompts()
     assert inner.concepts(10) == concepts
 
 
-def test_dreambooth_prepares_every_photo_for_training_and_as_reference(tmp_path):
+def test_dreambooth_prepares_every_photo_as_it_is_for_training_and_as_reference(tmp_path):
     needs_dreambooth()
-    source = make_source("objects", {"source": "dreambooth", "path": str(DREAMBOOTH), "resolution": 24})
+    source = make_source("objects", {"source": "dreambooth", "path": str(DREAMBOOTH)})
     concept = source.concepts(10)[8]  # red_cartoon: 4 photos
     source.prepare(concept, tmp_path / concept.name)
     photos = sorted((DREAMBOOTH / "dataset" / concept.name).glob("*.jpg"))
     assert len(photos) == 4
     prepared = read_concept(tmp_path / concept.name)
     assert prepared.concept == concept
-    assert sorted(p.name for p in (tmp_path / concept.name).iterdir()) == [CONCEPT_FILE, "reference", "train"]
+    assert sorted(p.name for p in (tmp_path / concept.name).iterdir()) == [CONCEPT_FILE, "train"]
+    # the photos themselves, byte for byte and in file order, are both the training
+    # images and the reference set: what the paper's code reads
     assert [p.relative_to(tmp_path / concept.name).as_posix() for p in prepared.train_images] == [
-        f"train/{i:02d}.png" for i in range(4)
+        f"train/red_cartoon_{p.name}" for p in photos
     ]
-    assert len(prepared.reference_images) == 4
-    for image in prepared.load_train_images() + prepared.load_reference_images():
-        assert image.size == (24, 24) and image.mode == "RGB"
-    # the train and the reference set are the same photos, in the file order
-    first = np.asarray(Image.open(photos[0]).convert("RGB").resize((24, 24), Image.Resampling.LANCZOS), np.float32)
-    assert np.abs(np.asarray(prepared.load_train_images()[0], np.float32) - first).mean() < 8
-    for train, reference in zip(prepared.train_images, prepared.reference_images):
-        assert train.read_bytes() == reference.read_bytes()
+    assert prepared.reference_images == prepared.train_images
+    for copy, photo in zip(prepared.train_images, photos):
+        assert copy.read_bytes() == photo.read_bytes()
+    assert [im.size for im in prepared.load_reference_images()] == [Image.open(p).size for p in photos]
 
 
-def test_dreambooth_photos_come_out_upright_square_rgb_whatever_their_format(tmp_path):
+def test_dreambooth_photos_are_read_upright_for_training_and_as_stored_for_the_metrics(tmp_path):
     write_dreambooth_fixture(tmp_path / "db")
-    source = make_source("objects", {"source": "dreambooth", "path": str(tmp_path / "db"), "resolution": 16})
+    source = make_source("objects", {"source": "dreambooth", "path": str(tmp_path / "db")})
     concept = source.concepts(1)[0]
     source.prepare(concept, tmp_path / "out")
-    rotated, wide, grey = read_concept(tmp_path / "out").load_train_images()
+    prepared = read_concept(tmp_path / "out")
+    rotated, wide, grey = prepared.load_train_images()
     pixels = np.asarray(rotated, np.int32)
-    assert rotated.size == (16, 16)
-    assert pixels[:6, :, 0].min() > 200 and pixels[:6, :, 2].max() < 60  # red on top
-    assert pixels[-6:, :, 2].min() > 200 and pixels[-6:, :, 0].max() < 60  # blue below
-    assert wide.size == grey.size == (16, 16) and wide.mode == grey.mode == "RGB"
-    assert tuple(np.asarray(wide)[8, 8]) == (0, 255, 0)
-    assert tuple(np.asarray(grey)[8, 8]) == (128, 128, 128)
+    assert rotated.size == (32, 32)
+    assert pixels[:12, :, 0].min() > 200 and pixels[:12, :, 2].max() < 60  # red on top
+    assert pixels[-12:, :, 2].min() > 200 and pixels[-12:, :, 0].max() < 60  # blue below
+    assert wide.size == (40, 20) and grey.size == (20, 30) and wide.mode == grey.mode == "RGB"
+    assert tuple(np.asarray(wide)[10, 20]) == (0, 255, 0)
+    assert tuple(np.asarray(grey)[15, 10]) == (128, 128, 128)
+    # the metrics see the file's own pixels, sideways, as the paper's code reads them
+    stored = np.asarray(prepared.load_reference_images()[0], np.int32)
+    assert stored[:, :12, 0].min() > 200 and stored[:, -12:, 2].min() > 200  # red on the left
 
 
 @pytest.mark.parametrize(
@@ -189,7 +192,7 @@ def test_unlearncanvas_selects_ten_styles_each_training_on_one_object(unlearncan
 
 
 def test_unlearncanvas_prepares_five_train_images_and_one_reference_per_held_out_object(unlearncanvas, tmp_path):
-    source = make_source("styles", {"source": "unlearncanvas", "path": str(unlearncanvas), "resolution": 8})
+    source = make_source("styles", {"source": "unlearncanvas", "path": str(unlearncanvas)})
     expected = expected_uc_selection(unlearncanvas)
     held_out = set(UC_OBJECTS) - {chosen["object"] for chosen in expected.values()}
     assert len(held_out) == 2
@@ -203,6 +206,10 @@ def test_unlearncanvas_prepares_five_train_images_and_one_reference_per_held_out
         assert len(set(train)) == 5 and {(s, o) for s, o, _ in train} == {(style, chosen["object"])}
         assert reference == chosen["reference"]
         assert {o for _, o, _ in reference} == held_out and {s for s, _, _ in reference} == {style}
+        # copies of the files themselves, named as the paper's code names its metric set
+        for copy, (_, obj, number) in zip(prepared.reference_images, reference):
+            assert copy.name == f"{obj}_{number}.jpg"
+            assert copy.read_bytes() == (unlearncanvas / style / obj / f"{number}.jpg").read_bytes()
 
 
 def test_unlearncanvas_config_problems_name_the_key_and_path(unlearncanvas, tmp_path):
@@ -223,11 +230,19 @@ def test_the_schema_requires_a_path_for_the_real_datasets():
     for source in ("dreambooth", "unlearncanvas"):
         with pytest.raises(WorkflowError, match="'path' is a required property"):
             validate({"experiments": {"e": {"domain": "objects", "dataset": {"source": source}}}}, schema)
-    dataset = {"source": "dreambooth", "path": "/d", "resolution": 1024}
+    dataset = {"source": "dreambooth", "path": "/d"}
     config = {"experiments": {"e": {"domain": "objects", "dataset": dataset}}}
     validate(config, schema)
-    # the defaults filled in belong to the synthetic source; the real ones ignore them
-    assert config["experiments"]["e"]["dataset"] == dataset | {"seed": 0, "n_reference": 6}
+    # no synthetic-only key is filled in, so a real source can refuse any it is given
+    assert config["experiments"]["e"]["dataset"] == {"source": "dreambooth", "path": "/d"}
+
+
+def test_a_real_source_refuses_the_synthetic_worlds_keys(tmp_path):
+    write_dreambooth_fixture(tmp_path / "db")
+    source = make_source("objects", {"source": "dreambooth", "path": str(tmp_path / "db"), "resolution": 1024})
+    with pytest.raises(ValueError, match=r"dataset.resolution is not read by dataset source 'dreambooth' "
+                                         r"\(it reads path, selection_size\); remove it"):  # fmt: skip
+        source.check(1)
 
 
 def test_the_prepare_concept_rule_prepares_a_dreambooth_subject(tmp_path):
@@ -236,7 +251,7 @@ def test_the_prepare_concept_rule_prepares_a_dreambooth_subject(tmp_path):
         "experiments": {
             "db_objects": {
                 "domain": "objects",
-                "dataset": {"source": "dreambooth", "path": str(DREAMBOOTH), "resolution": 16},
+                "dataset": {"source": "dreambooth", "path": str(DREAMBOOTH)},
                 "n_tasks": 2,
                 "order_seeds": [0],
                 "training_seeds": [0],
@@ -256,6 +271,7 @@ def test_the_prepare_concept_rule_prepares_a_dreambooth_subject(tmp_path):
     prepared = read_concept(workdir / target)
     assert prepared.concept.prompt == "a photo of zwz boot" and prepared.concept.token == "zwz"
     assert len(prepared.train_images) == len(list((DREAMBOOTH / "dataset" / "fancy_boot").glob("*.jpg"))) == 6
-    assert all(image.size == (16, 16) for image in prepared.load_reference_images())
+    assert prepared.reference_images == prepared.train_images
     assert json.loads((workdir / target / CONCEPT_FILE).read_text())["concept"]["name"] == "fancy_boot"
-    assert not any(p.name == "dataset" for p in workdir.rglob("*"))  # read in place, not copied
+    # only the selected subject's photos are copied, not the dataset
+    assert not any(p.name == "dataset" for p in workdir.rglob("*"))

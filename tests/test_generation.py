@@ -68,3 +68,22 @@ def test_a_configured_scheduler_replaces_the_models_own(tiny_model_dir):
     assert type(pipeline.scheduler).__name__ == "DDIMScheduler"
     with pytest.raises(ValueError, match="evaluation.scheduler: 'UNet2DModel' is not a diffusers scheduler"):
         use_scheduler(pipeline, "UNet2DModel")
+
+
+def test_an_unset_guidance_scale_is_the_pipelines_own_default(tmp_path, tiny_model_dir):
+    # The paper samples with the pipeline's default guidance (5.0 for SDXL, 7.5 for SD).
+    pipeline = load_pipeline(tiny_model_dir)
+    tasks = [(1, concept("first"))]
+    one = dict(templates=("a photo of {}",), samples_per_prompt=1)
+    generate_samples(pipeline, tasks, GenerationSettings(**{**SETTINGS.__dict__, **one, "guidance_scale": None}), tmp_path / "a")
+    generate_samples(pipeline, tasks, GenerationSettings(**{**SETTINGS.__dict__, **one, "guidance_scale": 7.5}), tmp_path / "b")
+    generate_samples(pipeline, tasks, GenerationSettings(**{**SETTINGS.__dict__, **one, "guidance_scale": 1.0}), tmp_path / "c")
+    a, b, c = (np.asarray(Image.open(tmp_path / d / "task1_first" / "t0_s0.png")) for d in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_the_noise_device_is_checked(tiny_model_dir):
+    pipeline = load_pipeline(tiny_model_dir)
+    assert np.array_equal(fixed_latents(pipeline, 2, 42, 32, "model").numpy(), fixed_latents(pipeline, 2, 42, 32).numpy())
+    with pytest.raises(ValueError, match="evaluation.noise_device: 'gpu' is not one of cpu, model"):
+        fixed_latents(pipeline, 2, 42, 32, "gpu")

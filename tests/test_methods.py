@@ -1,4 +1,4 @@
-"""The four methods against their closed forms (PROTOCOL.md), on small random tensors."""
+"""The four methods against their closed forms (docs/reproduction.md), on small random tensors."""
 
 from __future__ import annotations
 

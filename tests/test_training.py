@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from continual_lora import atomic, checkpoint
@@ -64,3 +65,44 @@ def test_loading_a_checkpoint_adds_its_update_to_the_base_weights(tmp_path, tiny
     for module, (a, b) in trained.items():
         expected = base_layers[module].weight + SPEC.scale * b @ a
         assert torch.allclose(tuned_layers[module].weight, expected, atol=1e-6)
+
+
+def test_run_seeding_starts_every_task_from_the_same_fresh_adapter(tmp_path, tiny_model_dir, object_concepts_dir):
+    # The reference seeds every task with the run's training seed (set_seed(seed) in
+    # each task's process); "task" seeding gives each task its own.
+    fresh = {}
+    for seeding in ("run", "task"):
+        settings = TrainingSettings(**{**SETTINGS.__dict__, "seeding": seeding})
+        for task in (1, 2):
+            out = tmp_path / f"{seeding}{task}"
+            train_task(
+                base_model=tiny_model_dir, method="merge_and_init", task_index=task, concept_dir=object_concepts_dir[task - 1],
+                previous_handoff=None if task == 1 else tmp_path / f"{seeding}1" / "handoff.safetensors", spec=SPEC,
+                settings=settings, training_seed=0, out_dir=out, device="cpu", log=lambda line: None,
+            )  # fmt: skip
+            fresh[seeding, task] = checkpoint.load_tensors(out / "init_lora.safetensors").tensors
+    assert all(torch.equal(fresh["run", 1][k], fresh["run", 2][k]) for k in fresh["run", 1])
+    assert not all(torch.equal(fresh["task", 1][k], fresh["task", 2][k]) for k in fresh["task", 1])
+
+
+def test_ortho_init_can_be_evaluated_as_the_model_its_task_was_trained_as(tmp_path, tiny_model_dir, object_concepts_dir):
+    from continual_lora.lora import factor_deltas
+    from continual_lora.methods import get_method
+
+    task1, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "ortho_init", 1)
+    task2, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[1], "ortho_init", 2, previous=task1 / "handoff.safetensors")
+    handoff2 = task2 / "handoff.safetensors"
+    # handoff: W0 + s * Bhat_2 Ahat_2, the summed factors the next task fuses
+    summed = checkpoint_deltas(handoff2, method=get_method("ortho_init"))
+    assert all(torch.equal(summed[k], v) for k, v in checkpoint_deltas(handoff2).items())
+    # trained: W0 + s * (Bhat_1 Ahat_1 + B_2 A_2), the model task 2 was trained as
+    trained = checkpoint_deltas(handoff2, method=get_method("ortho_init", {"evaluate": "trained"}))
+    before = checkpoint_deltas(task1 / "handoff.safetensors")
+    update = factor_deltas(checkpoint.load_tensors(task2 / "task_lora.safetensors").factors(), SPEC.scale)
+    for module, delta in trained.items():
+        assert torch.allclose(delta, before[module] + update[module], atol=1e-7)
+        assert not torch.allclose(delta, summed[module], atol=1e-6)  # the cross terms
+    with pytest.raises(ValueError, match="method_settings.ortho_init.evaluate: 'best' is not one of handoff, trained"):
+        get_method("ortho_init", {"evaluate": "best"})
+    with pytest.raises(ValueError, match=r"method_settings.naive: unknown settings \['evaluate'\]; naive reads none"):
+        get_method("naive", {"evaluate": "trained"})

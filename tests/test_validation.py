@@ -10,6 +10,7 @@ the message reaches the user and that nothing under results/ is created or chang
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import subprocess
@@ -68,7 +69,7 @@ def real_dataset(source: str, path: Path, n_tasks: int = 2, **dataset) -> dict:
     domain = {"dreambooth": "objects", "unlearncanvas": "styles"}[source]
     experiment = {
         "domain": domain,
-        "dataset": {"source": source, "path": str(path), "resolution": 16, **dataset},
+        "dataset": {"source": source, "path": str(path), **dataset},
         "n_tasks": n_tasks,
         "order_seeds": [0],
         "training_seeds": [0],
@@ -144,6 +145,33 @@ def test_metric_settings_a_backend_would_refuse_are_refused_at_load(tmp_path, se
     if metrics:
         with_experiment(config, "micro_styles", metrics=metrics)
     assert message in problem(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"lora_soup": {}}, "config key 'method_settings.lora_soup' names no registered method"),
+        ({"naive": {"evaluate": "trained"}}, "config key method_settings.naive: unknown settings ['evaluate']; naive reads none"),
+        ({"ortho_init": {"evaluate": "best"}}, "config key method_settings.ortho_init.evaluate: 'best' is not one of handoff, trained"),
+    ],
+)
+def test_method_settings_a_method_would_refuse_are_refused_at_load(tmp_path, settings, message):
+    assert message in problem(micro(method_settings=settings), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "message"),
+    [
+        ({"scheduler": "UNet2DModel"}, "config key 'evaluation.scheduler' is 'UNet2DModel', which is not a diffusers scheduler"),
+        ({"method_schedulers": {"merge_and_init": "DPMSolver"}},
+         "config key 'evaluation.method_schedulers.merge_and_init' is 'DPMSolver', which is not a diffusers scheduler"),
+        ({"method_schedulers": {"lora_soup": "DDIMScheduler"}},
+         "config key 'evaluation.method_schedulers.lora_soup' names a method this config does not run"),
+    ],
+)  # fmt: skip
+def test_a_scheduler_that_is_no_diffusers_scheduler_is_refused_at_load(tmp_path, evaluation, message):
+    assert message in problem(micro(evaluation=MICRO["evaluation"] | evaluation), tmp_path)
+    accepted(micro(evaluation=MICRO["evaluation"] | {"method_schedulers": {"base": "DDIMScheduler"}}), tmp_path)
 
 
 def test_the_paper_metrics_an_experiment_defaults_to_are_checked_too(tmp_path):
@@ -446,9 +474,11 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["metric for another domain", "seed 2.0", "missing model", "truncated image", "results is a file"],
+    ["metric for another domain", "seed 2.0", "missing model", "truncated image", "results is a file", "8-bit AdamW"],
 )
 def test_bad_input_stops_the_snakefile_before_any_job_and_leaves_results_alone(tmp_path, case):
+    if case == "8-bit AdamW" and importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
     config = micro()
     message = {
         "metric for another domain": "names metric 'csd', which scores styles only",
@@ -456,6 +486,7 @@ def test_bad_input_stops_the_snakefile_before_any_job_and_leaves_results_alone(t
         "missing model": "config key 'base_model.name' is '/nowhere/sdxl', which is neither 'tiny'",
         "truncated image": "cannot be read as an image",
         "results is a file": "is a file, but the workflow writes its results into a directory",
+        "8-bit AdamW": "config key 'training.optimizer' is adamw_8bit, which needs bitsandbytes, not installed here",
     }[case]
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -474,6 +505,8 @@ def test_bad_input_stops_the_snakefile_before_any_job_and_leaves_results_alone(t
         write_dreambooth_fixture(tmp_path / "db")
         truncate(tmp_path / "db/dataset" / DB_SUBJECT / "00.jpg")
         config = real_dataset("dreambooth", tmp_path / "db")
+    elif case == "8-bit AdamW":
+        config["training"]["optimizer"] = "adamw_8bit"
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     before = tree(workdir / "results")
@@ -487,6 +520,20 @@ def test_bad_input_stops_the_snakefile_before_any_job_and_leaves_results_alone(t
     assert result.returncode != 0
     assert message in output, output[-3000:]
     assert tree(workdir / "results") == before
+
+
+def test_a_dry_run_needs_nothing_that_only_the_jobs_need(tmp_path):
+    # Inspecting a paper preset's graph on a laptop without bitsandbytes, say.
+    config = micro(training=MICRO["training"] | {"optimizer": "adamw_8bit"})
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+        "--configfile", str(configfile), "--cores", "1", "--dry-run",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "train_task" in result.stdout and not (tmp_path / "results").exists()
 
 
 # --------------------------------------------------------------------------- training

@@ -126,6 +126,17 @@ def test_micro_run_logs_progress_and_benchmarks_training(micro_run):
     assert (micro_run / "results/models/tiny_samples.png").stat().st_size > 0
 
 
+def test_micro_run_samples_each_method_with_its_configured_sampler(micro_run):
+    # micro.yaml gives merge_and_init its own scheduler, as the presets do the paper's
+    # DPM-Solver quirk; the others keep the model's own (the tiny model's DPM-Solver).
+    logs = list((micro_run / "results/logs").rglob("generate.log"))
+    methods = [path.relative_to(micro_run / "results/logs").parts[1] for path in logs]
+    assert len(logs) == 2 * (1 + 4 * 2) and set(methods) == {"base", "naive", "merge_and_init", "ortho_init", "magmax"}
+    for method, log in zip(methods, logs):
+        sampler = "EulerDiscreteScheduler" if method == "merge_and_init" else "DPMSolverMultistepScheduler"
+        assert f"with {sampler}, guidance the pipeline default" in log.read_text(), (method, log)
+
+
 def test_micro_run_is_complete_and_a_second_invocation_has_nothing_to_do(micro_run):
     result = snakemake(micro_run, CONFIGS / "micro.yaml", "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr

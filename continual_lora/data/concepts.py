@@ -1,14 +1,21 @@
 """The prepared-data contract: one folder per concept, whatever the dataset.
 
 ``{concept}/concept.json`` describes the concept and lists its images, which lie
-beside it under ``train/`` (what the task trains on) and ``reference/`` (held-out
-images that metrics compare generated samples with). Every dataset source (the
-embedded synthetic world, DreamBooth, UnlearnCanvas) prepares into this layout.
+beside it under ``train/`` (what the task trains on) and ``reference/`` (images that
+metrics compare generated samples with; a dataset may list training images there
+too, as DreamBooth does). Every dataset source (the embedded synthetic world,
+DreamBooth, UnlearnCanvas) prepares into this layout.
+
+Images of a dataset on disk are copied byte for byte, so that a job reads exactly
+the dataset's own files, as the paper's code does: training images are turned
+upright by their EXIF orientation and resized and cropped by the training step
+(``continual_lora.images``), and reference images are read as stored.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,14 +46,15 @@ class PreparedConcept:
     reference_images: list[Path]
 
     def load_train_images(self) -> list[Image.Image]:
-        return _load_rgb(self.train_images)
+        # Deferred: it imports torch, which building the workflow's graph does not need.
+        from continual_lora.images import read_upright
+
+        return [read_upright(p) for p in self.train_images]
 
     def load_reference_images(self) -> list[Image.Image]:
-        return _load_rgb(self.reference_images)
+        from continual_lora.images import read_as_stored
 
-
-def _load_rgb(paths: list[Path]) -> list[Image.Image]:
-    return [Image.open(p).convert("RGB") for p in paths]
+        return [read_as_stored(p) for p in self.reference_images]
 
 
 def write_concept(
@@ -61,7 +69,28 @@ def write_concept(
             relative = f"{split}/{i:02d}.png"
             image.save(out_dir / relative)
             files[split].append(relative)
-    payload = {"concept": asdict(concept), "train": files["train"], "reference": files["reference"]}
+    return _write_description(out_dir, concept, files["train"], files["reference"])
+
+
+def copy_concept(out_dir: str | Path, concept: Concept, train: list[Path], reference: list[Path]) -> Path:
+    """The concept's folder with its dataset's files copied as they are (no decoding),
+    each named ``{its folder}_{its name}`` (a dataset's files are unique by both); a
+    file in both lists is copied once, into ``train/``."""
+    out_dir = Path(out_dir)
+    copied: dict[Path, str] = {}
+    for split, paths in (("train", train), ("reference", reference)):
+        for path in paths:
+            if path in copied:
+                continue
+            relative = f"{split}/{path.parent.name}_{path.name}"
+            (out_dir / split).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out_dir / relative)
+            copied[path] = relative
+    return _write_description(out_dir, concept, [copied[p] for p in train], [copied[p] for p in reference])
+
+
+def _write_description(out_dir: Path, concept: Concept, train: list[str], reference: list[str]) -> Path:
+    payload = {"concept": asdict(concept), "train": train, "reference": reference}
     (out_dir / CONCEPT_FILE).write_text(json.dumps(payload, indent=2) + "\n")
     return out_dir
 

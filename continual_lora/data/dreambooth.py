@@ -4,19 +4,21 @@
 ``prompts_and_classes.txt`` and one folder of photos per subject (``<subject>/*.jpg``),
 or the repository folder above it that holds that folder as ``dataset/``.
 
-The selection is PROTOCOL.md's, read literally: the classes and their subjects come
+The selection is the paper's (docs/reproduction.md), read literally: the classes and their subjects come
 from the ``subject_name,class`` table of ``prompts_and_classes.txt``; then, after
 ``random.seed(42)``, ``random.sample(sorted(classes), 10)`` picks the classes and one
 ``random.choice`` per sampled class, in the sampled order, picks its subject among
 that class's subjects sorted by name (the upstream table lists them in that order, so
 this is also what a choice over the table's order gives). The i-th selected subject
-gets the i-th of PROTOCOL.md's rare tokens, and an experiment of n tasks takes the
+gets the i-th of the paper's rare tokens, and an experiment of n tasks takes the
 first n. ``dataset.selection_size`` replaces the 10 (a larger one is another draw).
 
 Each subject trains on all of its photos, as DreamBooth does, and its reference set
 (what CLIP-I and DINO compare samples with) is the same photos: the paper scores a
 subject against its own images, and a subject has only 4-6 photos, too few to hold
-any out without starving training.
+any out without starving training. The photos are copied as they are: the training
+step resizes and crops them, and the metrics read them as the paper's code does
+(``continual_lora.data.concepts``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import random
 from functools import cached_property
 from pathlib import Path
 
-from continual_lora.data.concepts import Concept, write_concept
+from continual_lora.data.concepts import Concept, copy_concept
 from continual_lora.data.sources import (
     PROTOCOL_SELECTION_SEED,
     RARE_TOKENS,
@@ -37,7 +39,6 @@ from continual_lora.data.sources import (
     image_files,
     path_safe,
     selection_size,
-    square_rgb,
 )
 
 CLASSES_FILE = "prompts_and_classes.txt"
@@ -73,6 +74,7 @@ def select_subjects(
 
 class DreamBoothSource(DatasetSource):
     name = "dreambooth"
+    settings_keys = ("path", "selection_size")
 
     @cached_property
     def root(self) -> Path:
@@ -128,8 +130,7 @@ class DreamBoothSource(DatasetSource):
         files = image_files(folder)
         if not files:
             raise DatasetError("dataset.path", f"subject folder {str(folder)!r} holds no images")
-        images = [square_rgb(f, self.resolution) for f in files]
-        write_concept(out_dir, concept, train=images, reference=images)
+        copy_concept(out_dir, concept, train=files, reference=files)
 
     def _subject_folder(self, concept: Concept) -> Path:
         for subject in (p.name for p in self.root.iterdir() if p.is_dir()):

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from continual_lora.data import synthetic
 from continual_lora.data.concepts import Concept, write_concept
 
-# PROTOCOL.md's tokens, in order; the synthetic world continues with more rare
+# The paper's tokens, in order; the synthetic world continues with more rare
 # three-letter strings when it has more than ten objects.
 RARE_TOKENS = (
     "sks", "zwz", "sbu", "uwu", "pdw", "twt", "zsn", "ofl", "psq", "cws",
@@ -27,7 +27,7 @@ RARE_TOKENS = (
     "zqk", "vxw", "bqj", "xkz", "jqf", "wvx", "qzb", "kxj", "fzv", "xqw",
 )  # fmt: skip
 
-# The paper draws ten concepts per domain with seed 42 (PROTOCOL.md). The sources on
+# The paper draws ten concepts per domain with seed 42 (docs/reproduction.md). The sources on
 # disk draw ``dataset.selection_size`` (default ten) whatever the number of tasks, so
 # that a shorter experiment runs a prefix of the paper's task list, not another draw.
 PROTOCOL_SELECTION = 10
@@ -55,6 +55,8 @@ class DatasetError(ValueError):
 
 class DatasetSource(ABC):
     name: ClassVar[str]
+    # The ``dataset`` keys this source reads, besides ``source``; others are refused.
+    settings_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, domain: str, settings: dict[str, Any]):
         self.domain = domain
@@ -63,11 +65,6 @@ class DatasetSource(ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         SOURCES[cls.name] = cls
-
-    @property
-    def resolution(self) -> int:
-        """Side in pixels of the prepared images (``dataset.resolution``)."""
-        return int(self.settings.get("resolution", synthetic.IMAGE_SIZE))
 
     @abstractmethod
     def concepts(self, n: int) -> list[Concept]:
@@ -81,6 +78,12 @@ class DatasetSource(ABC):
         """Find now what would fail a job later: the first ``n`` concepts exist and are
         distinct (sources on disk also open every image they will read). Raises
         DatasetError; cheap enough to run whenever the workflow loads."""
+        unknown = sorted(set(self.settings) - {"source", *self.settings_keys})
+        if unknown:
+            raise DatasetError(
+                f"dataset.{unknown[0]}",
+                f"is not read by dataset source {self.name!r} (it reads {', '.join(self.settings_keys)}); remove it",
+            )
         concepts = self.concepts(n)
         check_distinct(concepts)
         return concepts
@@ -90,6 +93,12 @@ class SyntheticSource(DatasetSource):
     """The embedded world of ``continual_lora.data.synthetic``: made, not downloaded."""
 
     name = "synthetic"
+    settings_keys = ("seed", "resolution", "n_reference")
+
+    @property
+    def resolution(self) -> int:
+        """Side in pixels of the rendered images (``dataset.resolution``)."""
+        return int(self.settings.get("resolution", synthetic.IMAGE_SIZE))
 
     @property
     def seed(self) -> int:
@@ -266,22 +275,6 @@ def image_files(folder: Path) -> list[Path]:
         (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
         key=lambda p: p.name,
     )
-
-
-def square_rgb(path: str | Path, resolution: int) -> Image.Image:
-    """An image file as an upright RGB square of side ``resolution``, centre-cropped.
-
-    Phone photos store their pixels sideways with an EXIF orientation tag; without
-    the transpose a model would learn the subject lying on its side.
-    """
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            # Transparent pixels carry arbitrary colours; show them as a white background.
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        image = image.convert("RGB")
-    return ImageOps.fit(image, (resolution, resolution), Image.Resampling.LANCZOS)
 
 
 def make_source(domain: str, settings: dict[str, Any]) -> DatasetSource:

@@ -5,7 +5,7 @@ one folder per object class (``<Style>/<Object>/<n>.jpg``, n = 1..20), and
 ``Seed_Images/<Object>/`` with the unstyled photos. Every other entry (files such as
 ``metadata.jsonl``, hidden folders) is ignored.
 
-PROTOCOL.md says only "with seed 42: 10 train objects, 10 styles; each style trains on
+The paper says only "with seed 42: 10 train objects, 10 styles; each style trains on
 5 images of one object; its metric reference set is one image of each held-out object
 in that style". The draws below follow the paper's reference code in order, on one
 generator seeded like ``random.seed(42)`` (10 is ``dataset.selection_size``; an
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from continual_lora.data.concepts import Concept, write_concept
+from continual_lora.data.concepts import Concept, copy_concept
 from continual_lora.data.sources import (
     PROTOCOL_SELECTION_SEED,
     DatasetError,
@@ -45,7 +45,6 @@ from continual_lora.data.sources import (
     image_files,
     path_safe,
     selection_size,
-    square_rgb,
 )
 
 SEED_IMAGES = "Seed_Images"
@@ -71,6 +70,7 @@ class StyleSelection:
 
 class UnlearnCanvasSource(DatasetSource):
     name = "unlearncanvas"
+    settings_keys = ("path", "selection_size")
 
     @cached_property
     def root(self) -> Path:
@@ -125,12 +125,7 @@ class UnlearnCanvasSource(DatasetSource):
         reference_files = [
             self._numbered_image(style, held, number) for held, number in zip(selection.held_out, numbers)
         ]
-        write_concept(
-            out_dir,
-            concept,
-            train=[square_rgb(f, self.resolution) for f in train_files],
-            reference=[square_rgb(f, self.resolution) for f in reference_files],
-        )
+        copy_concept(out_dir, concept, train=train_files, reference=reference_files)
 
     def _draw(self, rng: random.Random, k: int) -> StyleSelection:
         objects = _folders(self.root / SEED_IMAGES)

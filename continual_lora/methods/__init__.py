@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 from continual_lora.methods.base import METHODS, ContinualMethod, TaskStart, register
 
@@ -16,11 +17,13 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def get_method(name: str) -> ContinualMethod:
+def get_method(name: str, settings: dict[str, Any] | None = None) -> ContinualMethod:
+    """The method ``name`` with its ``method_settings`` (defaults where unset)."""
     try:
-        return METHODS[name]()
+        cls = METHODS[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}") from None
+    return cls(settings)
 
 
 __all__ = ["METHODS", "ContinualMethod", "TaskStart", "get_method", "register"]

@@ -1,7 +1,7 @@
 """The interface every continual-learning method implements, and its registry.
 
 A method answers two questions for task t, given only what task t-1 handed on
-(PROTOCOL.md's regime: the model, or the model plus one adapter):
+(the paper's regime: the model, or the model plus one adapter):
 
 - ``start``: which update to fuse into the frozen base W0 before training, and the
   adapter to train from;
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from continual_lora.lora import Factors, LoraSpec, Tensors
 
@@ -33,13 +33,39 @@ class TaskStart:
 
 
 class ContinualMethod(ABC):
+    """One method. Subclasses set ``name``, ``handoff_format`` and ``defaults``: every
+    setting the method reads (``method_settings.{name}`` in the config) with its
+    default. Unknown settings are refused, so that a typo fails loudly."""
+
     name: ClassVar[str]
     handoff_format: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, settings: dict[str, Any] | None = None):
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(self.defaults))
+        if unknown:
+            raise ValueError(
+                f"method_settings.{self.name}: unknown settings {unknown}; "
+                f"{self.name} reads {sorted(self.defaults) if self.defaults else 'none'}"
+            )
+        self.settings = {**self.defaults, **settings}
+
+    @property
+    def evaluates_handoff(self) -> bool:
+        """Whether the model evaluated after a task is the one its handoff describes
+        (what the next task starts from); if not, ``evaluated_update`` gives it."""
+        return True
+
+    def evaluated_update(self, handoff: Tensors, trained: Factors, scale: float) -> Tensors:
+        """W - W0 of the model evaluated after a task, from its handoff and its trained
+        adapter, for a method whose evaluated model is not its handoff's."""
+        raise NotImplementedError(f"{self.name} evaluates the model its handoff describes")
 
     @abstractmethod
     def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
         """Begin a task from the previous handoff (``None`` for task 1); ``fresh`` is a
-        new adapter drawn as PROTOCOL.md prescribes, for methods that want one."""
+        new adapter drawn as the paper's code draws it, for methods that want one."""
 
     @abstractmethod
     def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:

@@ -5,6 +5,12 @@ fused and frozen, and the new adapter starts with B = 0 and every length-r colum
 A replaced by a unit vector orthogonal to the same column of Ahat: the last right
 singular vector of that column seen as a 1 x r matrix. After training the factors are
 summed, so the model after task t is W0 + scale * Bhat_t Ahat_t, cross terms included.
+
+Which model is evaluated after task t the reference code leaves open (its evaluation
+script loads a full pipeline from the task's folder, which ortho_init never writes).
+``evaluate: handoff`` (the default) evaluates the model task t+1 starts from,
+W0 + scale * Bhat_t Ahat_t; ``evaluate: trained`` the model task t was trained as,
+W0 + scale * (Bhat_{t-1} Ahat_{t-1} + B_t A_t), without the cross terms.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import torch
 from torch import Tensor
 
 from continual_lora.lora import Factors, LoraSpec, Tensors, factor_deltas, factors_to_state, state_to_factors
+
+EVALUATED_MODELS = ("handoff", "trained")
 from continual_lora.methods._shared import fresh_b_residual
 from continual_lora.methods.base import ContinualMethod, TaskStart, max_abs, register
 
@@ -29,6 +37,27 @@ def orthogonal_columns(a_hat: Tensor) -> Tensor:
 class OrthogonalInit(ContinualMethod):
     name = "ortho_init"
     handoff_format = "adapter"
+    defaults = {"evaluate": "handoff"}
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        if self.settings["evaluate"] not in EVALUATED_MODELS:
+            raise ValueError(
+                f"method_settings.ortho_init.evaluate: {self.settings['evaluate']!r} is not one of "
+                f"{', '.join(EVALUATED_MODELS)}"
+            )
+
+    @property
+    def evaluates_handoff(self) -> bool:
+        return self.settings["evaluate"] == "handoff"
+
+    def evaluated_update(self, handoff: Tensors, trained: Factors, scale: float) -> Tensors:
+        # The summed factors minus this task's give the previous accumulated adapter
+        # (to float32 rounding), whose product the task was trained on top of.
+        summed = state_to_factors(handoff)
+        previous = {m: (summed[m][0] - a, summed[m][1] - b) for m, (a, b) in trained.items()}
+        before, update = factor_deltas(previous, scale), factor_deltas(trained, scale)
+        return {m: before[m] + update[m] for m in update}
 
     def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
         if previous is None:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
-from continual_lora.checkpoint import load_tensors
-from continual_lora.lora import Tensors, apply_deltas
+from continual_lora.checkpoint import TASK_LORA, load_tensors
+from continual_lora.lora import Tensors
+from continual_lora.model_update import apply_update
 
+
+if TYPE_CHECKING:
+    from continual_lora.methods import ContinualMethod
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -64,7 +69,7 @@ def load_pipeline(
     dtype: str | torch.dtype = torch.float32,
 ) -> DiffusionPipeline:
     """The pipeline of ``model`` on ``device`` with ``deltas`` ({module: W - W0}) added
-    to its UNet's weights in place."""
+    to its UNet (``continual_lora.model_update``: in place in float32)."""
     source = ModelSource.of(model)
     dtype = resolve_dtype(dtype)
     # Loading bars would drown a job's log, which is meant for its progress lines.
@@ -78,11 +83,21 @@ def load_pipeline(
     # On the device first: the in-place additions then run there, not on the CPU.
     pipeline.to(device)
     if deltas:
-        apply_deltas(pipeline.unet, deltas)
+        apply_update(pipeline.unet, deltas)
     return pipeline
 
 
-def checkpoint_deltas(handoff: str | Path, device: str | torch.device = "cpu") -> Tensors:
-    """The update of the model after a task, from its ``handoff.safetensors``, computed
-    on ``device`` (the one the model will run on)."""
-    return load_tensors(handoff).model_delta(device)
+def checkpoint_deltas(
+    handoff: str | Path, device: str | torch.device = "cpu", method: ContinualMethod | None = None
+) -> Tensors:
+    """The update of the model evaluated after a task, from its ``handoff.safetensors``
+    (and, for a ``method`` that evaluates another model than the one it hands on, the
+    task's adapter beside it), computed on ``device`` (the one the model will run on)."""
+    stored = load_tensors(handoff)
+    if method is None or method.evaluates_handoff:
+        return stored.model_delta(device)
+    trained = load_tensors(Path(handoff).with_name(TASK_LORA)).factors()
+    return {
+        name: delta.to(device)
+        for name, delta in method.evaluated_update(stored.tensors, trained, stored.scale).items()
+    }

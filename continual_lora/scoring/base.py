@@ -2,8 +2,8 @@
 
 A metric scores ONE task for ONE model: the samples that model generated for the
 task's evaluation prompts, against the task's held-out reference images
-(PROTOCOL.md: "a score is the mean cosine similarity of every generated image to
-every reference image of that task"). A backend loads its network once in
+(the paper: "a score is the mean cosine similarity of every generated image to every
+reference image of that task"; docs/reproduction.md). A backend loads its network once in
 ``__init__``, because a scoring job scores many tasks with the same metric.
 """
 
@@ -51,12 +51,14 @@ class ModelHandle:
         handoff: str | Path | None = None,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype = torch.float32,
+        method: Any = None,  # the ContinualMethod that wrote the handoff, with its settings
     ) -> ModelHandle:
-        """The model after a task (its ``handoff.safetensors``), or the base model for None."""
+        """The model evaluated after a task (its ``handoff.safetensors``), or the base
+        model for None."""
         # Deferred: diffusers is heavy, and most metrics never need a pipeline.
         from continual_lora.models.loading import checkpoint_deltas, load_pipeline
 
-        deltas = checkpoint_deltas(handoff, device) if handoff is not None else {}
+        deltas = checkpoint_deltas(handoff, device, method) if handoff is not None else {}
         pipeline = load_pipeline(base_model, deltas, device, dtype)
         # Kept in host memory for the whole job: a metric moves them one module at a time.
         return cls(pipeline, {name: delta.cpu() for name, delta in deltas.items()})

@@ -12,9 +12,8 @@ the base model. The references are held out from training, so this measures the
 concept rather than memorised training images; every draw is fixed, so two models
 are compared on identical noisy inputs and a difference is the models' alone.
 
-The base error comes from the same pipeline: the checkpoint's deltas are subtracted
-in place, the base is evaluated, and the touched weights are put back from a copy
-of those layers only (bit-exact, unlike adding the deltas again).
+The base error comes from the same pipeline, taken back to W0 for the purpose
+(``continual_lora.model_update.base_model``) and restored exactly afterwards.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from continual_lora.lora import Tensors, base_layer
+from continual_lora.model_update import base_model
 from continual_lora.scoring.base import Metric, ModelHandle, ScoringInput
 
 
@@ -33,15 +32,6 @@ def evaluation_timesteps(n: int, n_train_timesteps: int) -> torch.Tensor:
     # Midpoints of n equal strata cover the whole noise range with less variance than
     # n random draws; every model sees the same ones.
     return ((torch.arange(n, dtype=torch.float64) + 0.5) * n_train_timesteps / n).long()
-
-
-def _take(condition: Any, n: int) -> Any:
-    """The first ``n`` rows of every tensor in a (possibly nested) conditioning dict."""
-    if isinstance(condition, torch.Tensor):
-        return condition[:n]
-    if isinstance(condition, dict):
-        return {k: _take(v, n) for k, v in condition.items()}
-    return condition
 
 
 @torch.no_grad()
@@ -59,13 +49,13 @@ def noise_prediction_error(
     """Mean noise-prediction MSE over images x timesteps x noises (deterministic)."""
     from diffusers import DDPMScheduler
 
+    from continual_lora.images import training_images
     from continual_lora.models.conditioning import conditioner_for
-    from continual_lora.training import images_to_tensor
 
     device = pipeline.unet.device
     dtype = pipeline.unet.dtype
     vae = pipeline.vae
-    pixels = images_to_tensor(images, resolution).to(device, vae.dtype)
+    pixels = training_images(images, resolution, crop="center").pixels.to(device, vae.dtype)
     # The posterior mean, not a sample: the image's latent is part of the fixed input.
     mean = vae.encode(pixels).latent_dist.mean.float().cpu()
     shift = getattr(vae.config, "shift_factor", None) or 0.0
@@ -93,6 +83,8 @@ def noise_prediction_error(
 
 
 def _accumulate(unet, scheduler, latents, noise, index, t, condition, batch_size, device, dtype) -> tuple[float, int]:
+    from continual_lora.models.conditioning import condition_rows
+
     total, count = 0.0, 0
     for start in range(0, len(index), batch_size):
         sl = slice(start, start + batch_size)
@@ -102,38 +94,10 @@ def _accumulate(unet, scheduler, latents, noise, index, t, condition, batch_size
             target = scheduler.get_velocity(x0, eps, tt)
         else:
             target = eps
-        prediction = unet(noisy.to(device, dtype), tt.to(device), **_take(condition, len(tt))).sample
+        prediction = unet(noisy.to(device, dtype), tt.to(device), **condition_rows(condition, slice(0, len(tt)))).sample
         total += F.mse_loss(prediction.float().cpu(), target.float(), reduction="sum").item()
         count += target.numel()
     return total, count
-
-
-class _BaseWeights:
-    """Within the block, ``unet`` is the base model: its deltas subtracted in place,
-    and the touched weights restored exactly afterwards, also after an error."""
-
-    def __init__(self, unet: torch.nn.Module, deltas: Tensors):
-        self.unet, self.deltas = unet, deltas
-
-    def __enter__(self):
-        modules = dict(self.unet.named_modules())
-        self.saved = {}
-        for name in self.deltas:
-            if name not in modules:
-                raise KeyError(f"the checkpoint names module {name!r}, which this UNet does not have")
-            layer = base_layer(modules[name])
-            self.saved[name] = (layer, layer.weight.detach().clone())
-        # One module's delta at a time on the weights' device: no second copy of them all.
-        with torch.no_grad():
-            for name, (layer, _) in self.saved.items():
-                layer.weight -= self.deltas[name].to(device=layer.weight.device, dtype=layer.weight.dtype)
-        return self.unet
-
-    def __exit__(self, *exc):
-        with torch.no_grad():
-            for layer, weight in self.saved.values():
-                layer.weight.copy_(weight)
-        return False
 
 
 class DenoiseMetric(Metric):
@@ -166,7 +130,7 @@ class DenoiseMetric(Metric):
         err_model = noise_prediction_error(pipeline, job.references, job.concept.prompt, **kwargs)
         if not handle.deltas:
             return err_model, err_model
-        with _BaseWeights(pipeline.unet, handle.deltas):
+        with base_model(pipeline.unet, handle.deltas):
             err_base = noise_prediction_error(pipeline, job.references, job.concept.prompt, **kwargs)
         return err_model, err_base
 

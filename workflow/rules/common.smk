@@ -17,6 +17,15 @@ if workflow.is_main_process:
 
     check_config(config, schema=workflow.source_path("../schemas/config.schema.yaml"))
 
+
+onstart:
+    # What the jobs need from this machine (not the config), checked before the
+    # first job; a dry run never gets here, so it inspects any config anywhere.
+    from continual_lora.config import check_environment
+
+    check_environment(config)
+
+
 EXPERIMENTS = experiments_from_config(config)
 METHODS = list(config["methods"])
 TINY_MODEL = "results/models/tiny"
@@ -131,22 +140,31 @@ def get_generation_params(wildcards):
     else:
         tasks = [(None, asdict(c)) for c in experiment.concepts]
     evaluation = config["evaluation"]
+    method = getattr(wildcards, "method", "base")
     return canonical({
         "base_model": base_model_ref(),
         "device": config["device"],
         "tasks": tasks,
+        **evaluated_method(method),
         "settings": {
             "templates": evaluation["templates"][experiment.domain],
             "samples_per_prompt": evaluation["samples_per_prompt"],
             "inference_steps": evaluation["inference_steps"],
             "guidance_scale": evaluation["guidance_scale"],
             "latent_seed": evaluation["latent_seed"],
+            "noise_device": evaluation["noise_device"],
             "batch_size": evaluation["batch_size"],
             "resolution": config["training"]["resolution"],
-            "scheduler": evaluation["scheduler"],
+            "scheduler": evaluation["method_schedulers"].get(method, evaluation["scheduler"]),
         },
         "dtype": evaluation["dtype"],
     })
+
+
+def evaluated_method(method):
+    """Which method's checkpoints a job evaluates ("base": none), with its settings,
+    which may choose the model evaluated (ortho_init's evaluate)."""
+    return {"method": method, "method_settings": config["method_settings"].get(method, {})}
 
 
 def get_scoring_params(wildcards):
@@ -155,7 +173,7 @@ def get_scoring_params(wildcards):
         "device": config["device"],
         "metrics": experiment_metrics(wildcards.experiment),
         "dtype": config["evaluation"]["dtype"],
-        "method": getattr(wildcards, "method", "base"),
+        **evaluated_method(getattr(wildcards, "method", "base")),
         "run": getattr(wildcards, "run", ""),
         "after_task": int(getattr(wildcards, "task", 0)),
     })

@@ -2,6 +2,7 @@ rule generate_samples:
     input:
         unpack(get_seen_concepts),
         handoff=f"{CHECKPOINT}/handoff.safetensors",
+        task_lora=f"{CHECKPOINT}/task_lora.safetensors",
         base_model=get_base_model,
     output:
         directory("results/{experiment}/{method}/{run}/task{task}/samples"),
@@ -36,6 +37,7 @@ rule score_samples:
         unpack(get_seen_concepts),
         samples="results/{experiment}/{method}/{run}/task{task}/samples",
         handoff=f"{CHECKPOINT}/handoff.safetensors",
+        task_lora=f"{CHECKPOINT}/task_lora.safetensors",
         base_model=get_base_model,
     output:
         "results/{experiment}/{method}/{run}/task{task}/scores.csv",

@@ -8,14 +8,16 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 from continual_lora.atomic import atomic_directory
 from continual_lora.data.concepts import Concept
 from continual_lora.generation import GenerationSettings, generate_samples
+from continual_lora.methods import get_method
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline, resolve_device
 
 params = snakemake.params.generation
 handoff = snakemake.input.get("handoff")
 device = resolve_device(params["device"])
+method = get_method(params["method"], params["method_settings"]) if handoff else None
 pipeline = load_pipeline(
     params["base_model"],
-    checkpoint_deltas(handoff, device) if handoff else None,
+    checkpoint_deltas(handoff, device, method) if handoff else None,
     device=device,
     dtype=params["dtype"],
 )
@@ -25,4 +27,8 @@ with atomic_directory(snakemake.output[0]) as out_dir:
     rows = generate_samples(
         pipeline, tasks, GenerationSettings(**settings | {"templates": tuple(settings["templates"])}), out_dir
     )
-print(f"generated {len(rows)} images for {len(tasks)} task(s)")
+guidance = settings["guidance_scale"]
+print(
+    f"generated {len(rows)} images for {len(tasks)} task(s) with {type(pipeline.scheduler).__name__}, "
+    f"guidance {guidance if guidance is not None else 'the pipeline default'}"
+)

@@ -6,18 +6,22 @@ import sys
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from continual_lora.evaluation import score_samples
+from continual_lora.methods import get_method
 from continual_lora.models.loading import resolve_device
 from continual_lora.scoring import ModelHandle
 
 params = snakemake.params.scoring
 device = resolve_device(params["device"])
 handoff = snakemake.input.get("handoff")
-concept_dirs = {name: path for name, path in snakemake.input.items() if name not in ("samples", "handoff", "base_model")}
+concept_dirs = {
+    name: path for name, path in snakemake.input.items() if name not in ("samples", "handoff", "task_lora", "base_model")
+}
+method = get_method(params["method"], params["method_settings"]) if handoff else None
 score_samples(
     samples_dir=snakemake.input.samples,
     concept_dirs=concept_dirs,
     metrics=params["metrics"],
-    model=lambda: ModelHandle.load(params["base_model"], handoff, device, params["dtype"]),
+    model=lambda: ModelHandle.load(params["base_model"], handoff, device, params["dtype"], method),
     method=params["method"],
     run=params["run"],
     after_task=params["after_task"],
