@@ -162,12 +162,13 @@ class CachedTask:
     @torch.no_grad()
     def encode(cls, pipeline, prepared, settings: TrainingSettings, device, generator: torch.Generator) -> CachedTask:
         images = training_images(prepared.load_train_images(), settings.resolution, settings.crop, generator)
-        posterior = pipeline.vae.encode(images.pixels.to(device, pipeline.vae.dtype)).latent_dist
+        # One image at a time: a float32 VAE at 1024 px needs several GB per image.
+        posteriors = [pipeline.vae.encode(pixels[None].to(device, pipeline.vae.dtype)).latent_dist for pixels in images.pixels]
         geometry = list(zip(images.original_sizes, images.crop_top_lefts))
         prompts = [prepared.concept.prompt] * len(geometry)
         return cls(
-            latent_mean=posterior.mean.float(),
-            latent_std=posterior.std.float(),
+            latent_mean=torch.cat([posterior.mean for posterior in posteriors]).float(),
+            latent_std=torch.cat([posterior.std for posterior in posteriors]).float(),
             condition=conditioner_for(pipeline).encode(prompts, settings.resolution, geometry),
             scaling=pipeline.vae.config.scaling_factor,
             shift=getattr(pipeline.vae.config, "shift_factor", None) or 0.0,
