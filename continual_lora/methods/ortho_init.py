@@ -19,10 +19,11 @@ import torch
 from torch import Tensor
 
 from continual_lora.lora import Factors, LoraSpec, Tensors, factor_deltas, factors_to_state, state_to_factors
-
-EVALUATED_MODELS = ("handoff", "trained")
 from continual_lora.methods._shared import fresh_b_residual
 from continual_lora.methods.base import ContinualMethod, TaskStart, max_abs, register
+
+# What ortho_init is evaluated as after a task (the ``evaluate`` setting).
+EVALUATED_MODELS = ("handoff", "trained")
 
 
 def orthogonal_columns(a_hat: Tensor) -> Tensor:
