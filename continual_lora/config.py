@@ -18,7 +18,6 @@ A hub model cannot be read offline, so its resolution is left to the job.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -86,33 +85,18 @@ def check_config(
             raise ConfigError("\n".join(problems))
 
 
-def check_environment(config: dict[str, Any]) -> None:
-    """Raise ConfigError where this machine lacks what the config's jobs need to run.
-
-    Apart from the config checks, because a dry run (inspecting the graph of a
-    paper-scale preset on a laptop, say) needs none of it: the workflow runs these
-    just before its first job (``onstart``), which a dry run never reaches.
-    """
-    problems = [sentence(problem) for check in ENVIRONMENT_CHECKS for problem in check(config)]
-    if problems:
-        raise ConfigError("\n".join(problems))
-
-
-ENVIRONMENT_CHECKS: list[Callable[[dict[str, Any]], Iterable[str]]] = []
-
-
-def environment_check(check: Callable[[dict[str, Any]], Iterable[str]]) -> Callable[[dict[str, Any]], Iterable[str]]:
-    ENVIRONMENT_CHECKS.append(check)
-    return check
-
-
-@environment_check
-def optimizer_package(config: dict[str, Any]) -> Iterator[str]:
-    if config["training"]["optimizer"] == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
-        yield (
-            "config key 'training.optimizer' is adamw_8bit, which needs bitsandbytes, not installed here; "
-            "install it (pip install -e '.[gpu]', on a CUDA machine) or set training.optimizer: adamw"
-        )
+def fill_plugin_defaults(config: dict[str, Any]) -> None:
+    """Write every configured method's and used metric's own defaults into
+    ``method_settings`` and ``metric_settings``, as the schema's defaults are written
+    into the rest: a setting given at its default value then makes the same job
+    parameters as one left out, so it reruns nothing."""
+    methods = config.setdefault("method_settings", {})
+    for name in config["methods"]:
+        methods[name] = {**METHODS[name].defaults, **methods.get(name, {})}
+    metrics = config.setdefault("metric_settings", {})
+    for name in {m for spec in config["experiments"].values() for m in metric_names(spec)}:
+        defaults = {key: value for key, value in METRICS[name].defaults.items() if value is not REQUIRED}
+        metrics[name] = {**defaults, **metrics.get(name, {})}
 
 
 def sentence(text: str) -> str:
@@ -205,11 +189,13 @@ def method_settings(config: dict[str, Any], workspace: Workspace) -> Iterator[st
 def schedulers(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
     evaluation = config["evaluation"]
     named = {"evaluation.scheduler": evaluation.get("scheduler")}
+    # Any registered method may have one, whether this config runs it or not: a preset
+    # names merge_and_init's, and a study of fewer methods keeps the preset's.
     for method, scheduler in evaluation.get("method_schedulers", {}).items():
-        if method != "base" and method not in config["methods"]:
+        if method != "base" and method not in METHODS:
             yield (
-                f"config key 'evaluation.method_schedulers.{method}' names a method this config does not run; "
-                f"it runs base (the untouched model), {_names(config['methods'])}"
+                f"config key 'evaluation.method_schedulers.{method}' names no registered method; "
+                f"known: base (the untouched model), {_names(METHODS)}"
             )
         named[f"evaluation.method_schedulers.{method}"] = scheduler
     named = {key: value for key, value in named.items() if value}

@@ -1,12 +1,13 @@
 """A model's update W - W0, held inside the UNet it updates.
 
 In float32 the update is added to the weights in place, as the reference code fuses
-its adapters (no copy of the model). In 16-bit weights that would lose it: a merged
-update is about a thousandth of W0, and rounding W0 + update to bfloat16's 8
-significant bits drops about half of its elements (float16: a few percent). So a
-16-bit layer keeps W0 as it is and the update beside it in float32, and adds
-``update @ x`` to its output: every element of the update reaches the output, as it
-would in float32.
+its adapters (no copy of the model). In 16-bit weights that would lose much of it: a
+merged update is small next to W0, and rounding W0 + update to bfloat16's 8
+significant bits drops every element smaller than half a unit of W0's last place
+(19 % of them for a merge_and_init update 1 % of W0's size, measured on the tiny
+model; float16: 2.5 %). So a 16-bit layer keeps W0 as it is and the update beside it
+in float32, and adds ``update @ x`` to its output: every element of the update
+reaches the output, as it would in float32.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from torch import nn
 
 from continual_lora.lora import Tensors, base_layer
 
-# The attribute of a 16-bit layer that holds its float32 update (None: switched off).
+# The attribute of a 16-bit layer that holds its float32 update (None: switched off);
+# a layer that has it has the forward hook that adds it.
 UPDATE = "continual_lora_update"
 
 
@@ -35,11 +37,18 @@ def apply_update(unet: nn.Module, deltas: Tensors) -> None:
             delta = delta.to(device=layer.weight.device, dtype=torch.float32)
             if layer.weight.dtype == torch.float32:
                 layer.weight += delta
-            elif getattr(layer, UPDATE, None) is not None:
-                getattr(layer, UPDATE).add_(delta)
             else:
-                setattr(layer, UPDATE, delta.clone())
-                layer.register_forward_hook(_add_update)
+                hold_beside(layer, delta)
+
+
+def hold_beside(layer: nn.Module, delta: torch.Tensor) -> None:
+    """Keep ``delta`` beside ``layer``'s weight in float32 and add ``delta @ x`` to its
+    output (the 16-bit path of ``apply_update``, on any layer)."""
+    if not hasattr(layer, UPDATE):
+        setattr(layer, UPDATE, None)
+        layer.register_forward_hook(_add_update)
+    held = getattr(layer, UPDATE)
+    setattr(layer, UPDATE, delta.float().clone() if held is None else held + delta.float())
 
 
 def held_update(layer: nn.Module) -> torch.Tensor | None:

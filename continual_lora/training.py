@@ -7,6 +7,7 @@ adapter in between with the noise-prediction loss, on the task's images only.
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -68,14 +69,31 @@ def _adamw(params, settings: TrainingSettings) -> torch.optim.Optimizer:
 
 
 def _adamw_8bit(params, settings: TrainingSettings) -> torch.optim.Optimizer:
-    try:
-        import bitsandbytes
-    except ImportError:
-        raise ImportError("training.optimizer: adamw_8bit needs bitsandbytes (pip install bitsandbytes)") from None
+    import bitsandbytes
+
     return bitsandbytes.optim.AdamW8bit(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
 
 
 OPTIMIZERS = {"adamw": _adamw, "adamw_8bit": _adamw_8bit}
+# What an optimizer needs besides torch, as (module, how to install it).
+OPTIMIZER_PACKAGES = {"adamw_8bit": ("bitsandbytes", "pip install -e '.[gpu]'")}
+
+
+def check_optimizer(settings: TrainingSettings) -> None:
+    """Fail before the model loads, not after, where the optimizer's package is missing.
+
+    Here, in the job, rather than when the workflow loads: jobs may run in another
+    environment than Snakemake (a conda environment, a cluster node), and a dry run
+    or a rescoring run needs no optimizer at all.
+    """
+    if settings.optimizer not in OPTIMIZERS:
+        raise ValueError(f"training.optimizer: {settings.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    package = OPTIMIZER_PACKAGES.get(settings.optimizer)
+    if package and importlib.util.find_spec(package[0]) is None:
+        raise ImportError(
+            f"training.optimizer: {settings.optimizer} needs {package[0]}, which is not installed in this job's "
+            f"environment ({package[1]}); or set training.optimizer: adamw"
+        )
 
 
 class MixedPrecision:
@@ -106,11 +124,8 @@ class MixedPrecision:
 
 
 def make_optimizer(params, settings: TrainingSettings) -> torch.optim.Optimizer:
-    try:
-        build = OPTIMIZERS[settings.optimizer]
-    except KeyError:
-        raise ValueError(f"training.optimizer: {settings.optimizer!r} is not one of {', '.join(OPTIMIZERS)}") from None
-    return build(params, settings)
+    check_optimizer(settings)
+    return OPTIMIZERS[settings.optimizer](params, settings)
 
 
 SEEDINGS = ("run", "task")
@@ -232,6 +247,7 @@ def train_task(
 ) -> dict:
     """Train task ``task_index`` and write its checkpoint files into ``out_dir``."""
     started = time.perf_counter()
+    check_optimizer(settings)
     out_dir = Path(out_dir)
     continual = get_method(method, method_settings)
     seed = task_seed(training_seed, task_index, settings.seeding)
@@ -251,9 +267,8 @@ def train_task(
     device = resolve_device(device)
     base_model = ModelSource.of(base_model)
     precision = MixedPrecision(settings.weight_dtype, device)
-    pipeline = load_pipeline(base_model, device=device, dtype=settings.weight_dtype)
     # The reference keeps the VAE in float32 whatever the precision, against NaN latents.
-    pipeline.vae.to(torch.float32)
+    pipeline = load_pipeline(base_model, device=device, dtype=settings.weight_dtype, vae_dtype=torch.float32)
     unet = pipeline.unet
     start = continual.start(previous, fresh_factors(linear_shapes(unet, spec), spec.rank, generator), spec)
     apply_update(unet, start.frozen_delta)
@@ -318,7 +333,6 @@ def train_task(
         "base_model": asdict(base_model),
         "previous_handoff": str(previous_handoff) if previous_handoff else None,
         "settings": asdict(settings),
-        "method_settings": continual.settings,
         "device": str(device),
         "loss_curve": loss_curve,
         "packages": package_versions(),

@@ -5,7 +5,9 @@ with torchvision transforms and transformers 4.x processors. Neither runs here, 
 test spells out the reference's preprocessing from scratch (PIL for the resampling,
 numpy and torch for the rest, nothing from continual_lora.scoring), calls the model
 directly, and averages cosines as the reference does: over references, then over
-samples, in float32. The backend's ``score()`` must agree to 1e-5.
+samples, in float32. The backend's ``score()`` must agree to 1e-5. What this checks is
+our reading of those libraries' documented steps, written a second time on its own;
+torchvision itself is not installed here to compare with.
 
 The images are not square, wider and taller, with sizes picked so that the centre
 crop's offset rounds differently under torchvision (round half to even) and

@@ -113,3 +113,38 @@ def test_a_pipeline_loaded_in_16_bits_holds_the_checkpoints_whole_update(tmp_pat
     modules = dict(pipeline.unet.named_modules())
     for name, delta in deltas.items():
         assert torch.equal(held_update(base_layer(modules[name])), delta)
+
+
+def test_a_held_update_reaches_the_output_through_peft_and_gradient_checkpointing(tiny_model_dir):
+    # The 16-bit path (the update beside the weight, added by a hook) on a float32 UNet,
+    # against the update added into its weights: the same forward and the same
+    # gradients for the adapter, with peft's wrapper around every layer and the UNet
+    # recomputing its activations in the backward pass.
+    from continual_lora.lora import attach_adapter, fresh_factors, linear_shapes
+    from continual_lora.model_update import hold_beside
+
+    spec = LoraSpec(rank=2, alpha=4.0)
+    results = []
+    for held in (False, True):
+        unet = load_pipeline(tiny_model_dir).unet
+        g = torch.Generator().manual_seed(0)
+        layers = targeted_linears(unet, spec)
+        update = {name: torch.randn(layer.weight.shape, generator=g) * 1e-3 for name, layer in layers.items()}
+        if held:
+            for name, layer in layers.items():
+                hold_beside(layer, update[name])
+        else:
+            apply_update(unet, update)
+        init = {m: (a, torch.randn(b.shape, generator=g) * 1e-2) for m, (a, b) in
+                fresh_factors(linear_shapes(unet, spec), spec.rank, g).items()}  # fmt: skip
+        params = attach_adapter(unet, spec, init)
+        unet.enable_gradient_checkpointing()
+        unet.train()
+        x = torch.randn(2, unet.config.in_channels, 16, 16, generator=g)
+        context = torch.randn(2, 4, unet.config.cross_attention_dim, generator=g)
+        out = unet(x, torch.tensor([10, 500]), encoder_hidden_states=context).sample
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in params]))
+    (fused, fused_grads), (beside, beside_grads) = results
+    assert torch.allclose(fused, beside, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(fused_grads, beside_grads))

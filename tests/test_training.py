@@ -106,3 +106,18 @@ def test_ortho_init_can_be_evaluated_as_the_model_its_task_was_trained_as(tmp_pa
         get_method("ortho_init", {"evaluate": "best"})
     with pytest.raises(ValueError, match=r"method_settings.naive: unknown settings \['evaluate'\]; naive reads none"):
         get_method("naive", {"evaluate": "trained"})
+
+
+def test_a_missing_optimizer_package_stops_the_job_before_the_model_loads(tmp_path, monkeypatch, object_concepts_dir):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    settings = TrainingSettings(**{**SETTINGS.__dict__, "optimizer": "adamw_8bit"})
+    # A model that does not exist: the check must come first.
+    with pytest.raises(ImportError, match=r"training.optimizer: adamw_8bit needs bitsandbytes, which is not installed "
+                                          r"in this job's environment \(pip install -e '.\[gpu\]'\)"):  # fmt: skip
+        train_task(base_model=tmp_path / "no_model", method="naive", task_index=1, concept_dir=object_concepts_dir[0],
+                   previous_handoff=None, spec=SPEC, settings=settings, training_seed=0, out_dir=tmp_path / "out",
+                   device="cpu", log=lambda line: None)  # fmt: skip
+    assert not (tmp_path / "out").exists()

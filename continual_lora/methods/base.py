@@ -57,9 +57,10 @@ class ContinualMethod(ABC):
         (what the next task starts from); if not, ``evaluated_update`` gives it."""
         return True
 
-    def evaluated_update(self, handoff: Tensors, trained: Factors, scale: float) -> Tensors:
+    def evaluated_update(self, handoff: Tensors, trained: Factors, scale: float, device=None) -> Tensors:
         """W - W0 of the model evaluated after a task, from its handoff and its trained
-        adapter, for a method whose evaluated model is not its handoff's."""
+        adapter, computed on ``device``, for a method whose evaluated model is not its
+        handoff's."""
         raise NotImplementedError(f"{self.name} evaluates the model its handoff describes")
 
     @abstractmethod

@@ -52,12 +52,12 @@ class OrthogonalInit(ContinualMethod):
     def evaluates_handoff(self) -> bool:
         return self.settings["evaluate"] == "handoff"
 
-    def evaluated_update(self, handoff: Tensors, trained: Factors, scale: float) -> Tensors:
+    def evaluated_update(self, handoff: Tensors, trained: Factors, scale: float, device=None) -> Tensors:
         # The summed factors minus this task's give the previous accumulated adapter
         # (to float32 rounding), whose product the task was trained on top of.
         summed = state_to_factors(handoff)
         previous = {m: (summed[m][0] - a, summed[m][1] - b) for m, (a, b) in trained.items()}
-        before, update = factor_deltas(previous, scale), factor_deltas(trained, scale)
+        before, update = factor_deltas(previous, scale, device), factor_deltas(trained, scale, device)
         return {m: before[m] + update[m] for m in update}
 
     def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:

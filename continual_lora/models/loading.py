@@ -67,19 +67,31 @@ def load_pipeline(
     deltas: Tensors | None = None,
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
+    vae_dtype: str | torch.dtype | None = None,
 ) -> DiffusionPipeline:
     """The pipeline of ``model`` on ``device`` with ``deltas`` ({module: W - W0}) added
-    to its UNet (``continual_lora.model_update``: in place in float32)."""
+    to its UNet (``continual_lora.model_update``: in place in float32), in ``dtype``
+    but for the VAE, loaded in ``vae_dtype`` where given."""
     source = ModelSource.of(model)
     dtype = resolve_dtype(dtype)
     # Loading bars would drown a job's log, which is meant for its progress lines.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     components = {}
-    if source.vae:
-        components["vae"] = AutoencoderKL.from_pretrained(source.vae, dtype=dtype)
+    if source.vae or vae_dtype is not None:
+        # Loaded in its own precision, not cast afterwards: weights rounded to 16 bits
+        # would stay rounded in a float32 VAE.
+        folder = {"pretrained_model_name_or_path": source.vae} if source.vae else {
+            "pretrained_model_name_or_path": source.name, "subfolder": "vae", "variant": source.variant
+        }  # fmt: skip
+        components["vae"] = AutoencoderKL.from_pretrained(**folder, dtype=resolve_dtype(vae_dtype or dtype))
     pipeline = DiffusionPipeline.from_pretrained(source.name, dtype=dtype, variant=source.variant, **components)
     pipeline.set_progress_bar_config(disable=True)
+    # SDXL pipelines watermark their images whenever the invisible-watermark package
+    # happens to be installed; the paper's environment had none, and results must not
+    # depend on what else is installed.
+    if getattr(pipeline, "watermark", None) is not None:
+        pipeline.watermark = None
     # On the device first: the in-place additions then run there, not on the CPU.
     pipeline.to(device)
     if deltas:
@@ -97,7 +109,4 @@ def checkpoint_deltas(
     if method is None or method.evaluates_handoff:
         return stored.model_delta(device)
     trained = load_tensors(Path(handoff).with_name(TASK_LORA)).factors()
-    return {
-        name: delta.to(device)
-        for name, delta in method.evaluated_update(stored.tensors, trained, stored.scale).items()
-    }
+    return method.evaluated_update(stored.tensors, trained, stored.scale, device)

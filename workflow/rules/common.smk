@@ -11,19 +11,14 @@ min_version("9.0")
 validate(config, schema="../schemas/config.schema.yaml")
 # The checks open model folders and dataset images, and import the method and metric
 # registries (torch); the main process has done them before any job was scheduled,
-# so a job's own Snakemake process (on a cluster node) skips them.
+# so a job's own Snakemake process (on a cluster node) skips them. The registries'
+# defaults are written in there too, where Snakemake decides what to rerun; a job
+# builds its method and metrics with the same defaults itself.
 if workflow.is_main_process:
-    from continual_lora.config import check_config
+    from continual_lora.config import check_config, fill_plugin_defaults
 
     check_config(config, schema=workflow.source_path("../schemas/config.schema.yaml"))
-
-
-onstart:
-    # What the jobs need from this machine (not the config), checked before the
-    # first job; a dry run never gets here, so it inspects any config anywhere.
-    from continual_lora.config import check_environment
-
-    check_environment(config)
+    fill_plugin_defaults(config)
 
 
 EXPERIMENTS = experiments_from_config(config)
