@@ -3,13 +3,15 @@ run of each with tiny models of its family.
 
 The end-to-end runs change only what must change to run here in seconds: the model
 and the metric networks (tiny random ones of the same classes, saved locally), the
-dataset folders (miniatures in the upstream layouts), and the sizes (2 tasks, 1 run,
-1 method, a few steps, 32 px). Everything else (the precision, 8-bit AdamW, the VAE
-swap, the templates, the samplers, the paper's metrics per domain) is the preset's own.
+dataset folders (miniatures in the upstream layouts), the sizes (2 tasks, 1 run,
+1 method, a few steps, 32 px), and 8-bit AdamW where bitsandbytes is not installed
+(it is not a test dependency). Everything else (the precision, the VAE swap, the
+templates, the samplers, the paper's metrics per domain) is the preset's own.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 
@@ -79,6 +81,9 @@ def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, da
         experiment.update(n_tasks=2, order_seeds=[0], training_seeds=[0])
     config["methods"] = ["merge_and_init"]
     config["training"].update(steps=2, resolution=32, log_every=1)
+    if importlib.util.find_spec("bitsandbytes") is None:
+        # Not a test dependency (see pyproject.toml); the rest of the recipe is the preset's.
+        config["training"]["optimizer"] = "adamw"
     config["metric_settings"] = {name: metric_models[name] for name in config["metric_settings"]}
     config["evaluation"].update(samples_per_prompt=1, inference_steps=2, batch_size=5)
     configfile = tmp_path / "config.yaml"
@@ -100,5 +105,5 @@ def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, da
             (tmp_path / f"results/{name}/merge_and_init/order0_seed0/task2/checkpoint/meta.json").read_text()
         )
         assert meta["settings"]["mixed_precision"] == config["training"]["mixed_precision"]
-        assert meta["settings"]["optimizer"] == "adamw_8bit" == config["training"]["optimizer"]
+        assert meta["settings"]["optimizer"] == config["training"]["optimizer"]
         assert {k: meta["base_model"][k] for k in config["base_model"]} == config["base_model"]

@@ -121,3 +121,22 @@ def test_a_missing_optimizer_package_stops_the_job_before_the_model_loads(tmp_pa
                    previous_handoff=None, spec=SPEC, settings=settings, training_seed=0, out_dir=tmp_path / "out",
                    device="cpu", log=lambda line: None)  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+def test_the_papers_8_bit_adamw_steps_the_adapter():
+    # Runs where bitsandbytes is installed (the `gpu` extra; its wheel runs on the CPU
+    # too), which the test dependencies leave out for speed.
+    bitsandbytes = pytest.importorskip("bitsandbytes")
+    from continual_lora.training import make_optimizer
+
+    settings = TrainingSettings(**{**SETTINGS.__dict__, "optimizer": "adamw_8bit", "learning_rate": 1e-3})
+    # 4096 elements and more get 8-bit states; fewer, 32-bit ones.
+    params = [torch.nn.Parameter(torch.randn(64, 64)), torch.nn.Parameter(torch.randn(8, 8))]
+    optimizer = make_optimizer(params, settings)
+    assert isinstance(optimizer, bitsandbytes.optim.AdamW8bit)
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    assert all((p - b).abs().max() > 0 for p, b in zip(params, before))
+    assert optimizer.state[params[0]]["state1"].dtype == torch.uint8
