@@ -30,6 +30,7 @@ import yaml
 
 from continual_lora.data.sources import DatasetError
 from continual_lora.experiment import experiments_from_config, metric_names
+from continual_lora.generation import scheduler_class
 from continual_lora.methods import METHODS, get_method
 from continual_lora.scoring import METRICS
 from continual_lora.scoring.base import REQUIRED
@@ -198,15 +199,8 @@ def schedulers(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
                 f"known: base (the untouched model), {_names(METHODS)}"
             )
         named[f"evaluation.method_schedulers.{method}"] = scheduler
-    named = {key: value for key, value in named.items() if value}
-    if not named:
-        return
-    # Deferred: diffusers is imported only where a config names a scheduler.
-    import diffusers
-
     for key, scheduler in named.items():
-        cls = getattr(diffusers, scheduler, None)
-        if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        if scheduler and scheduler_class(scheduler) is None:
             yield f"config key {key!r} is {scheduler!r}, which is not a diffusers scheduler class (e.g. EulerDiscreteScheduler)"
 
 

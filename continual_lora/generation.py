@@ -57,14 +57,19 @@ def fixed_latents(pipeline, n: int, seed: int, resolution: int, noise_device: st
     return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
 
 
-def use_scheduler(pipeline, name: str) -> None:
-    """Sample with the diffusers scheduler class ``name``, on the model's noise schedule."""
+def scheduler_class(name: str) -> type | None:
+    """The diffusers scheduler class called ``name``, or None if there is none."""
     # Here, not at module level: the figure jobs read sample indexes through this module.
     import diffusers
-    from diffusers import SchedulerMixin
 
     cls = getattr(diffusers, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+    return cls if isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin) else None
+
+
+def use_scheduler(pipeline, name: str) -> None:
+    """Sample with the diffusers scheduler class ``name``, on the model's noise schedule."""
+    cls = scheduler_class(name)
+    if cls is None:
         raise ValueError(f"evaluation.scheduler: {name!r} is not a diffusers scheduler class")
     pipeline.scheduler = cls.from_config(pipeline.scheduler.config)
 

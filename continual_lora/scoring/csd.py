@@ -24,7 +24,7 @@ The backbone is rebuilt as a transformers ``CLIPVisionModel`` (its ``pooler_outp
 The architecture is read off the weights; only the head count is not in them, and
 follows OpenAI's rule ``width // 64`` (16 for ViT-L/14) unless ``num_heads`` is set.
 Preprocessing is CSD's evaluation transform (``transforms_branch0``): bicubic resize
-of the shorter side to 224, centre crop, CLIP's mean and std (``transforms.resize_crop_normalize``).
+of the shorter side to 224, centre crop, CLIP's mean and std (``continual_lora.images.resize_crop_normalize``).
 """
 
 from __future__ import annotations

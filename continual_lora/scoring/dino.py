@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from continual_lora.images import IMAGENET_MEAN, IMAGENET_STD, resize_crop_normalize
 from continual_lora.scoring.base import EmbeddingMetric
 from continual_lora.scoring.hf import load_hf_model
-from continual_lora.images import IMAGENET_MEAN, IMAGENET_STD, resize_crop_normalize
 
 
 class DinoMetric(EmbeddingMetric):
