@@ -1,4 +1,6 @@
+import ast
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +44,36 @@ def _foreground_hist(images, bins=4):
 
 def _l1(a, b):
     return float(np.abs(a - b).sum())
+
+
+# ---------------------------------------------------------------------------
+# Package layout
+
+
+def test_package_modules_depend_one_way_and_share_only_public_names():
+    # catalogue <- drawing <- styles: listing concepts must not need the drawing
+    # code, and a private name stays free to change inside its own module.
+    package = Path(S.__file__).parent
+    may_import = {"catalogue": set(), "drawing": {"catalogue"}, "styles": {"catalogue", "drawing"}}
+    for module, allowed in may_import.items():
+        tree = ast.parse((package / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [(a.name, []) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, (module, "relative import")
+                targets = [(node.module, [a.name for a in node.names])]
+            else:
+                continue
+            for target, names in targets:
+                assert target != S.__name__, (module, "imports the package, whose __init__ imports it")
+                if target.startswith(S.__name__ + "."):
+                    assert target.rsplit(".", 1)[1] in allowed, (module, target)
+                    assert not [n for n in names if n.startswith("_")], (module, target, names)
+                if module == "catalogue":
+                    assert target.split(".")[0] != "PIL", target
+    # The package re-exports the whole public API.
+    assert all(hasattr(S, name) for name in S.__all__)
 
 
 # ---------------------------------------------------------------------------
