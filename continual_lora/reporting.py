@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from continual_lora import figures
+from continual_lora import figures, task_updates
 from continual_lora.aggregation import mean_matrix
 from continual_lora.checkpoint import load_tensors
 from continual_lora.generation import read_index
@@ -81,9 +81,9 @@ def sign_conflict_figures(task_loras: dict[str, list[str | Path]], out_dir: str 
         adapters = [s.factors() for s in stored]
         scales = [s.scale for s in stored]
         written += figures.plot_sign_conflicts(
-            figures.sign_conflicts(adapters, scales), method, out_dir / f"sign_conflicts_{method}"
+            task_updates.sign_conflicts(adapters, scales), method, out_dir / f"sign_conflicts_{method}"
         )
         written += figures.plot_update_norm_ratio(
-            figures.update_norm_ratio(adapters, scales), method, out_dir / f"norm_ratio_{method}"
+            task_updates.update_norm_ratio(adapters, scales), method, out_dir / f"norm_ratio_{method}"
         )
     return written

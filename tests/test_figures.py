@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from continual_lora import figures
+from continual_lora import figures, task_updates
 from continual_lora.aggregation import mean_matrix
 
 NAN = np.nan
@@ -97,7 +97,7 @@ HAND_CONFLICTS = np.array(
 
 
 def test_sign_conflicts_by_hand():
-    conflicts = figures.sign_conflicts([TASK1, TASK2, TASK3], scale=0.5)
+    conflicts = task_updates.sign_conflicts([TASK1, TASK2, TASK3], scale=0.5)
     np.testing.assert_allclose(conflicts, HAND_CONFLICTS)
     np.testing.assert_array_equal(conflicts, conflicts.T)
     np.testing.assert_array_equal(np.diag(conflicts), 0.0)
@@ -105,23 +105,23 @@ def test_sign_conflicts_by_hand():
 
 def test_sign_conflicts_apply_each_tasks_scale():
     # Task 3 as task 1 with a negative scale is the same update as TASK3.
-    conflicts = figures.sign_conflicts([TASK1, TASK2, TASK1], scale=[1.0, 1.0, -1.0])
+    conflicts = task_updates.sign_conflicts([TASK1, TASK2, TASK1], scale=[1.0, 1.0, -1.0])
     np.testing.assert_allclose(conflicts, HAND_CONFLICTS)
     # A common sign flip changes no pair's agreement.
-    np.testing.assert_allclose(figures.sign_conflicts([TASK1, TASK2, TASK3], scale=-2.0), HAND_CONFLICTS)
+    np.testing.assert_allclose(task_updates.sign_conflicts([TASK1, TASK2, TASK3], scale=-2.0), HAND_CONFLICTS)
 
 
 def test_sign_conflicts_require_the_same_modules():
     with pytest.raises(ValueError, match="other modules"):
-        figures.sign_conflicts([TASK1, {"m": TASK2["m"]}], scale=1.0)
+        task_updates.sign_conflicts([TASK1, {"m": TASK2["m"]}], scale=1.0)
 
 
 def test_update_norm_ratio_closed_form():
     # ||delta_1||^2 = 4 + 4 = 8, ||delta_2||^2 = 4 + 0 = 4, ||delta_3|| = ||delta_1||; scale cancels.
-    ratio = figures.update_norm_ratio([TASK1, TASK2, TASK3], scale=0.5)
+    ratio = task_updates.update_norm_ratio([TASK1, TASK2, TASK3], scale=0.5)
     r = np.sqrt(8) / 2
     np.testing.assert_allclose(ratio, [[1, r, 1], [1 / r, 1, 1 / r], [1, r, 1]])
-    np.testing.assert_allclose(figures.update_norms([TASK1, TASK2], scale=0.5), [0.5 * np.sqrt(8), 1.0])
+    np.testing.assert_allclose(task_updates.update_norms([TASK1, TASK2], scale=0.5), [0.5 * np.sqrt(8), 1.0])
 
 
 def test_update_norms_match_the_explicit_updates():
@@ -132,7 +132,7 @@ def test_update_norms_match_the_explicit_updates():
         np.sqrt(sum(float(((1.5 * b.double() @ a.double()) ** 2).sum()) for a, b in adapter.values()))
         for adapter in adapters
     ]
-    np.testing.assert_allclose(figures.update_norms(adapters, 1.5), explicit)
+    np.testing.assert_allclose(task_updates.update_norms(adapters, 1.5), explicit)
 
 
 def test_method_order_puts_base_first_and_keeps_unknown_methods():
@@ -202,5 +202,5 @@ def test_plot_plasticity_forgetting(tmp_path):
 
 def test_plot_sign_conflicts_and_norm_ratio(tmp_path):
     adapters = [TASK1, TASK2, TASK3]
-    _assert_written(figures.plot_sign_conflicts(figures.sign_conflicts(adapters, 1.0), "naive", tmp_path / "sc"))
-    _assert_written(figures.plot_update_norm_ratio(figures.update_norm_ratio(adapters, 1.0), "naive", tmp_path / "nr"))
+    _assert_written(figures.plot_sign_conflicts(task_updates.sign_conflicts(adapters, 1.0), "naive", tmp_path / "sc"))
+    _assert_written(figures.plot_update_norm_ratio(task_updates.update_norm_ratio(adapters, 1.0), "naive", tmp_path / "nr"))
