@@ -6,14 +6,16 @@ the hub), and generate 50-step images from it:
 
 - ours: the settings config/sdxl.yaml trains with (the paper's: float32, 8-bit AdamW,
   gradient checkpointing; PyTorch SDPA attention, the task's images encoded by the VAE
-  once per job and the prompt once), through the package's own training loop
-  (CachedTask, denoising_loss, MixedPrecision, attach_adapter); generation at the
-  preset's batch size and precision from a model whose update is added to it
-  (apply_update). ``--ours-mixed-precision bf16`` times the faster opt-in recipe.
+  once per job and the prompt once), through the package's own training code
+  (attach_adapter, CachedTask.of_pixels, and TrainingStep, the step a train_task job
+  repeats); generation at the preset's batch size and precision from a model whose
+  update is added to it (apply_update). ``--ours-mixed-precision bf16`` times the
+  faster opt-in recipe.
 - reference: the paper's code (its modified diffusers train_dreambooth_lora_sdxl.py,
-  no mixed precision: float32 throughout), the VAE encoding every step's image,
-  8-bit AdamW (bitsandbytes), gradient checkpointing; generation in batches of 5 in
-  float32 with the adapter loaded unfused, as ``load_lora_weights`` leaves it.
+  no mixed precision: float32 throughout), the VAE encoding every step's images before
+  the same TrainingStep, 8-bit AdamW (bitsandbytes), gradient checkpointing;
+  generation in batches of 5 in float32 with the adapter loaded unfused, as
+  ``load_lora_weights`` leaves it.
 
 Text encoders are built so their memory counts, but the UNet is fed random embeddings
 of the right shapes. One JSON is written; the ratios are printed.
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,7 @@ from continual_lora.training import (
     EpochOrder,
     MixedPrecision,
     TrainingSettings,
-    denoising_loss,
+    TrainingStep,
     make_optimizer,
 )
 
@@ -88,16 +89,6 @@ class Sizes:
 
 def preset() -> dict:
     return yaml.safe_load(PRESET.read_text())
-
-
-def training_settings(config: dict, **changes) -> TrainingSettings:
-    keys = TrainingSettings.__dataclass_fields__
-    return TrainingSettings(**{k: v for k, v in config["training"].items() if k in keys} | changes)
-
-
-def lora_spec(config: dict) -> LoraSpec:
-    lora = config["lora"]
-    return LoraSpec(rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["target_modules"]))
 
 
 def build_unet(sizes: Sizes, device, dtype, seed: int = 0) -> UNet2DConditionModel:
@@ -202,9 +193,16 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         if settings.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         unet.train()
-        precision = MixedPrecision(settings.weight_dtype, device)
         optimizer, optimizer_name = optimizer_for(params, settings)
-        scheduler = noise_scheduler()
+        train_step = TrainingStep(
+            unet=unet,
+            params=params,
+            optimizer=optimizer,
+            precision=MixedPrecision(settings.weight_dtype, device),
+            noise_scheduler=noise_scheduler(),
+            max_grad_norm=settings.max_grad_norm,
+            generator=generator,
+        )
         # One row per task image, as CachedTask holds it (the reference path encodes a
         # batch of fresh images each step and uses the first rows).
         condition = random_condition(sizes, max(N_TASK_IMAGES, settings.batch_size), device, settings.weight_dtype)
@@ -214,8 +212,8 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         res = sizes.resolution
         return torch.rand(n, 3, res, res, generator=pixel_generator).mul(2).sub(1)
 
-    def encode(pixels: torch.Tensor) -> CachedTask:
-        # CachedTask.encode's arithmetic, on pixels instead of a prepared concept.
+    def encode_batch(pixels: torch.Tensor) -> CachedTask:
+        # The reference's encoding: the whole batch through the VAE at once, every step.
         posterior = vae.encode(pixels.to(device, vae.dtype)).latent_dist
         return CachedTask(
             latent_mean=posterior.mean.float(),
@@ -228,8 +226,8 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
     cached = None
     order = EpochOrder(N_TASK_IMAGES, generator)
     if not reference:
-        with clock(times, "cache_s"), torch.no_grad():
-            cached = encode(task_images(N_TASK_IMAGES))
+        with clock(times, "cache_s"):
+            cached = CachedTask.of_pixels(vae, task_images(N_TASK_IMAGES), condition, device)
     weights_bytes = memory.current()
     # The peak of the steps, resident weights included; building a UNet in float32
     # before casting it is a transient no recipe has.
@@ -242,14 +240,11 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         # image first, as its training loop does.
         if reference:
             with torch.no_grad():
-                task = encode(task_images(settings.batch_size))
+                task = encode_batch(task_images(settings.batch_size))
             index = torch.arange(settings.batch_size)
         else:
             task, index = cached, order.next_batch(settings.batch_size)
-        with precision.autocast():
-            loss = denoising_loss(unet, scheduler, task, index, generator)
-        precision.step(loss, params, optimizer, settings.max_grad_norm)
-        losses.append(float(loss.detach()))
+        losses.append(train_step(task, index))
 
     with clock(times, "warmup_s"):
         for _ in range(args.warmup):
@@ -274,8 +269,8 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         "cache_s": times.get("cache_s", 0.0),
         "resident_after_setup_bytes": weights_bytes,
         **memory.peak(),
-        "finite_losses": sum(math.isfinite(loss) for loss in losses),
-        "losses": len(losses),
+        # Every one finite: the step stops the recipe at a loss that is not, as it does a job.
+        "losses": losses,
     }
     return result
 
@@ -416,11 +411,11 @@ def main(argv=None) -> dict:
     device = torch.device(args.device or ("cpu" if args.smoke else "cuda"))
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device: run with --smoke for the CPU check")
-    spec = lora_spec(config)
+    spec = LoraSpec.from_config(config["lora"])
     sized = {"resolution": sizes.resolution} if args.smoke else {}
     chosen = {"mixed_precision": args.ours_mixed_precision} if args.ours_mixed_precision else {}
-    ours = training_settings(config, **sized | chosen)
-    reference = training_settings(config, **sized | REFERENCE_TRAINING)
+    ours = TrainingSettings.from_config(config["training"], **sized | chosen)
+    reference = TrainingSettings.from_config(config["training"], **sized | REFERENCE_TRAINING)
     reference_dtype = torch.float32
 
     try:

@@ -1,13 +1,16 @@
-"""Stable Diffusion XL base 1.0, written out: the UNet and VAE configurations as
-published with stabilityai/stable-diffusion-xl-base-1.0 (unet/config.json,
-vae/config.json) and madebyollin/sdxl-vae-fp16-fix, so the benchmarks build the
-exact architecture with random weights and never touch the hub.
+"""Stable Diffusion XL base 1.0, written out: the UNet, VAE and scheduler
+configurations as published with stabilityai/stable-diffusion-xl-base-1.0
+(unet/config.json, vae/config.json, scheduler/scheduler_config.json) and
+madebyollin/sdxl-vae-fp16-fix, so the benchmarks build the exact architecture with
+random weights and never touch the hub.
 
 ``SMOKE_*`` keep every block type and conditioning path of SDXL at a size that runs on
 a CPU in seconds; they exist only so the GPU script can be tested without a GPU.
 """
 
 from __future__ import annotations
+
+from continual_lora.models.noising import SD_NOISE_SCHEDULE
 
 SDXL_UNET = dict(
     sample_size=128,  # 1024 px / 8
@@ -60,11 +63,8 @@ SDXL_VAE = dict(
     force_upcast=False,
 )
 
-SDXL_SCHEDULER = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
+# scheduler/scheduler_config.json: SD's noise schedule, sampled with Euler.
+SDXL_SCHEDULER = SD_NOISE_SCHEDULE | dict(
     prediction_type="epsilon",
     interpolation_type="linear",
     timestep_spacing="leading",

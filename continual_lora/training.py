@@ -3,6 +3,10 @@
 The method decides what the task starts from (an update fused into the frozen base,
 and the adapter's initial factors) and what it hands on; this module trains the
 adapter in between with the noise-prediction loss, on the task's images only.
+
+A job runs in phases (``TaskTrainer``: load, start, cache, step, save) that
+``train_task`` calls in order and the benchmarks time one by one, so that what they
+measure is the code a job runs.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from continual_lora import atomic, checkpoint
-from continual_lora.data.concepts import read_concept
+from continual_lora.data.concepts import PreparedConcept, read_concept
 from continual_lora.images import training_images
-from continual_lora.lora import LoraSpec, attach_adapter, fresh_factors, linear_shapes, read_factors
+from continual_lora.lora import Factors, LoraSpec, Tensors, attach_adapter, fresh_factors, linear_shapes, read_factors
 from continual_lora.model_update import apply_update
-from continual_lora.methods import get_method
+from continual_lora.methods import ContinualMethod, get_method
 from continual_lora.models.conditioning import condition_rows, conditioner_for
 from continual_lora.models.loading import ModelSource, load_pipeline, resolve_device
+from continual_lora.models.noising import noisy_batch
 
 PACKAGES = ("torch", "diffusers", "peft", "transformers", "accelerate", "safetensors", "numpy")
 
@@ -50,6 +55,12 @@ class TrainingSettings:
     # "run": every task starts from the run's training seed, as the reference code
     # seeds each task's process; "task": from the training seed and the task index.
     seeding: str = "run"
+
+    @classmethod
+    def from_config(cls, training: dict, **changes) -> TrainingSettings:
+        """The settings a config's ``training:`` section gives (what the schema does not
+        fill in keeps the defaults here), with ``changes`` over them."""
+        return cls(**training | changes)
 
     @property
     def weight_dtype(self) -> torch.dtype:
@@ -174,50 +185,156 @@ class CachedTask:
     shift: float
 
     @classmethod
-    @torch.no_grad()
     def encode(cls, pipeline, prepared, settings: TrainingSettings, device, generator: torch.Generator) -> CachedTask:
         images = training_images(prepared.load_train_images(), settings.resolution, settings.crop, generator)
-        # One image at a time: a float32 VAE at 1024 px needs several GB per image.
-        posteriors = [pipeline.vae.encode(pixels[None].to(device, pipeline.vae.dtype)).latent_dist for pixels in images.pixels]
         geometry = list(zip(images.original_sizes, images.crop_top_lefts))
         prompts = [prepared.concept.prompt] * len(geometry)
+        with torch.no_grad():
+            condition = conditioner_for(pipeline).encode(prompts, settings.resolution, geometry)
+        return cls.of_pixels(pipeline.vae, images.pixels, condition, device)
+
+    @classmethod
+    @torch.no_grad()
+    def of_pixels(cls, vae, pixels: torch.Tensor, condition: dict, device) -> CachedTask:
+        """Training images (``pixels``, in [-1, 1]) through ``vae``, with their
+        conditioning rows."""
+        # One image at a time: a float32 VAE at 1024 px needs several GB per image.
+        posteriors = [vae.encode(image[None].to(device, vae.dtype)).latent_dist for image in pixels]
         return cls(
             latent_mean=torch.cat([posterior.mean for posterior in posteriors]).float(),
             latent_std=torch.cat([posterior.std for posterior in posteriors]).float(),
-            condition=conditioner_for(pipeline).encode(prompts, settings.resolution, geometry),
-            scaling=pipeline.vae.config.scaling_factor,
-            shift=getattr(pipeline.vae.config, "shift_factor", None) or 0.0,
+            condition=condition,
+            scaling=vae.config.scaling_factor,
+            shift=getattr(vae.config, "shift_factor", None) or 0.0,
         )
 
     @property
     def n_images(self) -> int:
         return self.latent_mean.shape[0]
 
-    def sample_latents(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Scaled latents of the images ``index``, each drawn from its image's VAE posterior."""
-        eps = torch.randn(self.latent_mean[index].shape, generator=generator).to(self.latent_mean.device)
-        return ((self.latent_mean[index] + self.latent_std[index] * eps) - self.shift) * self.scaling
-
 
 def denoising_loss(unet, noise_scheduler, task: CachedTask, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The DreamBooth noise-prediction loss on the images ``index``, noised by the
-    scheduler itself.
+    scheduler itself (``noisy_batch``)."""
+    mean, std = task.latent_mean[index], task.latent_std[index]
+    batch = noisy_batch(noise_scheduler, mean, std, generator, scaling=task.scaling, shift=task.shift)
+    prediction = unet(batch.noisy, batch.timesteps, **condition_rows(task.condition, index)).sample
+    return F.mse_loss(prediction.float(), batch.target.float())
 
-    Random draws come from a CPU generator so that a seed means the same batches on
-    any device.
+
+@dataclass
+class TrainingStep:
+    """One optimisation step of the adapter on a batch of a cached task: the step a
+    job repeats, and the one the benchmarks time."""
+
+    unet: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    precision: MixedPrecision
+    noise_scheduler: DDPMScheduler
+    max_grad_norm: float
+    generator: torch.Generator
+
+    def __call__(self, task: CachedTask, index: torch.Tensor) -> float:
+        """The loss on the images ``index``, after the update it drove; a loss that is
+        not finite raises before it can corrupt the adapter."""
+        with self.precision.autocast():
+            loss = denoising_loss(self.unet, self.noise_scheduler, task, index, self.generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss is {loss.item()}")
+        self.precision.step(loss, self.params, self.optimizer, self.max_grad_norm)
+        return loss.item()
+
+
+class TaskTrainer:
+    """One task's training, in the phases a job runs, in this order (start, cache and
+    step draw from the task's generator, so the order is part of what a seed means):
+
+    - ``load``: the base model in the training precision, every weight frozen;
+    - ``start``: the method's update fused in, the adapter attached at its initial
+      factors, the optimizer made;
+    - ``cache``: the task's images encoded and its prompt embedded, once;
+    - ``step``: one training step on the next batch, ``settings.steps`` times;
+    - ``save``: the trained adapter, the handoff and the initial adapter written.
     """
-    latents = task.sample_latents(index, generator)
-    device = latents.device
-    noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
-    n_timesteps = noise_scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, n_timesteps, (len(index),), generator=generator).to(device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    if noise_scheduler.config.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    prediction = unet(noisy, timesteps, **condition_rows(task.condition, index)).sample
-    return F.mse_loss(prediction.float(), target.float())
+
+    def __init__(
+        self,
+        *,
+        base_model: ModelSource | str | Path | dict,
+        continual: ContinualMethod,
+        previous: Tensors | None,
+        spec: LoraSpec,
+        settings: TrainingSettings,
+        seed: int,
+        device: str | torch.device = "auto",
+    ):
+        self.base_model = ModelSource.of(base_model)
+        self.continual, self.previous = continual, previous
+        self.spec, self.settings = spec, settings
+        self.device = resolve_device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        # The global generator too, for whatever draws from it (peft's initial adapter,
+        # which attach_adapter overwrites; a model with dropout).
+        torch.manual_seed(seed)
+        self.precision = MixedPrecision(settings.weight_dtype, self.device)
+
+    def load(self) -> None:
+        # The reference keeps the VAE in float32 whatever the precision, against NaN latents.
+        self.pipeline = load_pipeline(
+            self.base_model, device=self.device, dtype=self.settings.weight_dtype, vae_dtype=torch.float32
+        )
+        for component in self.pipeline.components.values():
+            if isinstance(component, torch.nn.Module):
+                component.requires_grad_(False)
+
+    def start(self) -> None:
+        unet = self.pipeline.unet
+        fresh = fresh_factors(linear_shapes(unet, self.spec), self.spec.rank, self.generator)
+        self.task_start = self.continual.start(self.previous, fresh, self.spec)
+        apply_update(unet, self.task_start.frozen_delta)
+        params = attach_adapter(unet, self.spec, self.task_start.init)
+        if self.settings.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        unet.train()
+        self.train_step = TrainingStep(
+            unet=unet,
+            params=params,
+            optimizer=make_optimizer(params, self.settings),
+            precision=self.precision,
+            noise_scheduler=DDPMScheduler.from_config(self.pipeline.scheduler.config),
+            max_grad_norm=self.settings.max_grad_norm,
+            generator=self.generator,
+        )
+
+    def cache(self, prepared: PreparedConcept) -> CachedTask:
+        self.cached = CachedTask.encode(self.pipeline, prepared, self.settings, self.device, self.generator)
+        self.order = EpochOrder(self.cached.n_images, self.generator)
+        return self.cached
+
+    def step(self) -> float:
+        """One step on the next batch; its loss."""
+        return self.train_step(self.cached, self.order.next_batch(self.settings.batch_size))
+
+    def save(self, out_dir: Path, **tags: str) -> Factors:
+        """Write the task's checkpoint files into ``out_dir``; the trained factors."""
+        trained = read_factors(self.pipeline.unet)
+        handoff = self.continual.hand_on(self.previous, trained, self.spec)
+        scale = self.spec.scale
+        checkpoint.save_tensors(out_dir / checkpoint.HANDOFF, handoff, self.continual.handoff_format, scale, **tags)
+        checkpoint.save_adapter(out_dir / checkpoint.TASK_LORA, trained, scale, **tags)
+        checkpoint.save_adapter(out_dir / checkpoint.INIT_LORA, self.task_start.init, scale, **tags)
+        return trained
+
+
+def read_handoff(path: str | Path, continual: ContinualMethod) -> Tensors:
+    """The previous task's handoff, refused where its format is not the method's."""
+    stored = checkpoint.load_tensors(path)
+    if stored.format != continual.handoff_format:
+        raise ValueError(
+            f"{path} holds a {stored.format} handoff, but {continual.name} hands on {continual.handoff_format}"
+        )
+    return stored.tensors
 
 
 def package_versions() -> dict[str, str]:
@@ -250,40 +367,21 @@ def train_task(
     check_optimizer(settings)
     out_dir = Path(out_dir)
     continual = get_method(method, method_settings)
-    seed = task_seed(training_seed, task_index, settings.seeding)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-
-    previous = None
-    if previous_handoff is not None:
-        stored = checkpoint.load_tensors(previous_handoff)
-        if stored.format != continual.handoff_format:
-            raise ValueError(
-                f"{previous_handoff} holds a {stored.format} handoff, but {method} hands on {continual.handoff_format}"
-            )
-        previous = stored.tensors
-
+    previous = read_handoff(previous_handoff, continual) if previous_handoff is not None else None
     prepared = read_concept(concept_dir)
-    device = resolve_device(device)
-    base_model = ModelSource.of(base_model)
-    precision = MixedPrecision(settings.weight_dtype, device)
-    # The reference keeps the VAE in float32 whatever the precision, against NaN latents.
-    pipeline = load_pipeline(base_model, device=device, dtype=settings.weight_dtype, vae_dtype=torch.float32)
-    unet = pipeline.unet
-    start = continual.start(previous, fresh_factors(linear_shapes(unet, spec), spec.rank, generator), spec)
-    apply_update(unet, start.frozen_delta)
-    for component in pipeline.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.requires_grad_(False)
-    params = attach_adapter(unet, spec, start.init)
-    if settings.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    unet.train()
-
-    cached = CachedTask.encode(pipeline, prepared, settings, device, generator)
-    order = EpochOrder(cached.n_images, generator)
-    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    optimizer = make_optimizer(params, settings)
+    seed = task_seed(training_seed, task_index, settings.seeding)
+    trainer = TaskTrainer(
+        base_model=base_model,
+        continual=continual,
+        previous=previous,
+        spec=spec,
+        settings=settings,
+        seed=seed,
+        device=device,
+    )
+    trainer.load()
+    trainer.start()
+    cached = trainer.cache(prepared)
     log(
         f"task {task_index} ({prepared.concept.name!r}, {method}): "
         f"{cached.n_images} images, prompt {prepared.concept.prompt!r}"
@@ -293,31 +391,21 @@ def train_task(
     loss_curve: list[tuple[int, float]] = []  # (step, mean loss since the previous line)
     for step in range(1, settings.steps + 1):
         try:
-            with precision.autocast():
-                loss = denoising_loss(unet, noise_scheduler, cached, order.next_batch(settings.batch_size), generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"task {task_index}, method {method}: the loss is {loss.item()} at step {step}"
-                )
-            precision.step(loss, params, optimizer, settings.max_grad_norm)
+            losses.append(trainer.step())
+        except FloatingPointError as error:
+            raise FloatingPointError(f"task {task_index}, method {method}: {error} at step {step}") from None
         except torch.OutOfMemoryError as error:
             raise torch.OutOfMemoryError(
                 f"task {task_index}, method {method}: out of GPU memory at step {step}; set "
                 "training.gradient_checkpointing: true, a smaller training.batch_size, or "
                 "training.mixed_precision: bf16 (or fp16) to fit"
             ) from error
-        losses.append(loss.item())
         if step % settings.log_every == 0 or step == settings.steps:
             since = loss_curve[-1][0] if loss_curve else 0
             loss_curve.append((step, sum(losses[since:]) / (step - since)))
             log(f"step {step}/{settings.steps} loss {loss_curve[-1][1]:.4f}")
 
-    trained = read_factors(unet)
-    handoff = continual.hand_on(previous, trained, spec)
-    tags = {"method": method, "task": str(task_index), "concept": prepared.concept.name}
-    checkpoint.save_tensors(out_dir / checkpoint.HANDOFF, handoff, continual.handoff_format, spec.scale, **tags)
-    checkpoint.save_adapter(out_dir / checkpoint.TASK_LORA, trained, spec.scale, **tags)
-    checkpoint.save_adapter(out_dir / checkpoint.INIT_LORA, start.init, spec.scale, **tags)
+    trainer.save(out_dir, method=method, task=str(task_index), concept=prepared.concept.name)
     meta = {
         "method": method,
         "task": task_index,
@@ -330,10 +418,10 @@ def train_task(
         "alpha": spec.alpha,
         "scale": spec.scale,
         "target_modules": list(spec.target_modules),
-        "base_model": asdict(base_model),
+        "base_model": asdict(trainer.base_model),
         "previous_handoff": str(previous_handoff) if previous_handoff else None,
         "settings": asdict(settings),
-        "device": str(device),
+        "device": str(trainer.device),
         "loss_curve": loss_curve,
         "packages": package_versions(),
         "wall_time_s": round(time.perf_counter() - started, 3),

@@ -2,6 +2,7 @@
 
 import json
 import string
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -9,11 +10,13 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
+from continual_lora.data import synthetic
 from continual_lora.data.sources import RARE_TOKENS
 from continual_lora.models.tiny import (
     TinyModelSettings,
     build_tiny_pipeline,
     build_tokenizer,
+    learn_merges,
     pretrain_tiny_model,
     sample_grid,
 )
@@ -91,6 +94,28 @@ def _unet_inputs(unet, batch=2, seed=0):
     x = torch.randn(batch, unet.config.in_channels, size, size, generator=g)
     ctx = torch.randn(batch, 77, unet.config.cross_attention_dim, generator=g)
     return x, torch.tensor([10, 700]), ctx
+
+
+def test_bpe_merges_the_most_frequent_pair_first_and_breaks_ties_by_the_smallest_pair():
+    # "ab" x3 and "ba" x3 tie at 3 ("a"+"b</w>" vs "b"+"a</w>"), "abab" adds a and b once
+    # each inside a word: ("a", "b") 2, ("b", "a") 1, ("a", "b</w>") 1 more.
+    counts = Counter({"ab": 3, "ba": 3, "abab": 1})
+    assert learn_merges(counts, max_merges=10) == [("a", "b</w>"), ("b", "a</w>")]
+    assert learn_merges(counts, max_merges=1) == [("a", "b</w>")]
+    assert learn_merges(counts, max_merges=10, min_frequency=5) == []
+
+
+def test_the_same_corpus_always_gives_the_same_tokenizer(tmp_path):
+    """The pipeline's own prompts, which the tokenizers library's trainer turned into
+    a different vocabulary from one call to the next (ties between pair counts)."""
+    prompts = [f"a photo of a {word}" for word in synthetic.GENERIC_CLASSES] * 3 + [
+        f"a {word} in {style} style" for word in synthetic.GENERIC_CLASSES for style in synthetic.STYLE_NAMES
+    ]
+    files = []
+    for attempt in range(3):
+        build_tokenizer(prompts, tmp_path / str(attempt), extra_words=EXTRA)
+        files.append({name: (tmp_path / str(attempt) / name).read_bytes() for name in ("vocab.json", "merges.txt")})
+    assert files[0] == files[1] == files[2]
 
 
 def test_tiny_pipeline_has_sd_structure_and_round_trips(tmp_path, tokenizer_dir):
@@ -190,13 +215,13 @@ def test_micro_pretrain_saves_a_loadable_model_and_logs(micro_runs):
 def test_micro_pretrain_lowers_the_noise_prediction_loss(micro_runs):
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-    from continual_lora.models.tiny import _images_to_tensor
+    from continual_lora.images import training_images
 
     examples, out, _, _ = micro_runs
     trained = StableDiffusionPipeline.from_pretrained(out)
     untrained = build_tiny_pipeline(MICRO, trained.tokenizer)
     noise_scheduler = DDPMScheduler.from_config(trained.scheduler.config)
-    images = _images_to_tensor([im for im, _ in examples], MICRO.resolution)
+    images = training_images([im for im, _ in examples], MICRO.resolution, crop="center").pixels
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         z0 = trained.vae.encode(images).latent_dist.mean * trained.vae.config.scaling_factor

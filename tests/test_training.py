@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from continual_lora import atomic, checkpoint
+from continual_lora.data.concepts import read_concept
 from continual_lora.lora import LoraSpec, targeted_linears
+from continual_lora.methods import get_method
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline
-from continual_lora.training import TrainingSettings, train_task
+from continual_lora.models.noising import SD_NOISE_SCHEDULE, noisy_batch
+from continual_lora.training import TaskTrainer, TrainingSettings, read_handoff, task_seed, train_task
 
 SPEC = LoraSpec(rank=2, alpha=4.0)
 SETTINGS = TrainingSettings(steps=3, learning_rate=1e-2, batch_size=2, resolution=32, log_every=1)
@@ -87,7 +90,6 @@ def test_run_seeding_starts_every_task_from_the_same_fresh_adapter(tmp_path, tin
 
 def test_ortho_init_can_be_evaluated_as_the_model_its_task_was_trained_as(tmp_path, tiny_model_dir, object_concepts_dir):
     from continual_lora.lora import factor_deltas
-    from continual_lora.methods import get_method
 
     task1, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "ortho_init", 1)
     task2, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[1], "ortho_init", 2, previous=task1 / "handoff.safetensors")
@@ -140,3 +142,52 @@ def test_the_papers_8_bit_adamw_steps_the_adapter():
     optimizer.step()
     assert all((p - b).abs().max() > 0 for p, b in zip(params, before))
     assert optimizer.state[params[0]]["state1"].dtype == torch.uint8
+
+
+def test_the_phases_the_benchmark_times_train_as_a_job_does(tmp_path, tiny_model_dir, object_concepts_dir):
+    # benchmarks/cpu_suite.py times TaskTrainer's phases one by one; train_task must be
+    # exactly those phases, so that the benchmark measures what a job runs.
+    task1, _ = train(tmp_path, tiny_model_dir, object_concepts_dir[0], "magmax", 1)
+    handoff = task1 / checkpoint.HANDOFF
+    job, lines = train(tmp_path, tiny_model_dir, object_concepts_dir[1], "magmax", 2, previous=handoff)
+    continual = get_method("magmax")
+    trainer = TaskTrainer(
+        base_model=tiny_model_dir, continual=continual, previous=read_handoff(handoff, continual),
+        spec=SPEC, settings=SETTINGS, seed=task_seed(0, 2), device="cpu",
+    )  # fmt: skip
+    trainer.load()
+    trainer.start()
+    trainer.cache(read_concept(object_concepts_dir[1]))
+    losses = [trainer.step() for _ in range(SETTINGS.steps)]
+    trained = trainer.save(tmp_path / "phases")
+
+    assert [f"step {i}/3 loss {loss:.4f}" for i, loss in enumerate(losses, start=1)] == [
+        line for line in lines if line.startswith("step ")
+    ]
+    saved = checkpoint.load_tensors(job / checkpoint.TASK_LORA).factors()
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[m][0], a) and torch.equal(saved[m][1], b) for m, (a, b) in trained.items())
+    for name in (checkpoint.HANDOFF, checkpoint.INIT_LORA):
+        expected, written = (checkpoint.load_tensors(folder / name).tensors for folder in (job, tmp_path / "phases"))
+        assert expected.keys() == written.keys() and all(torch.equal(expected[k], written[k]) for k in expected)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_a_training_batch_is_drawn_posterior_noise_timesteps_in_that_order(prediction_type):
+    # The order of the draws is part of what a seed means: every trained adapter, and
+    # the pretrained tiny model, depend on it.
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(**SD_NOISE_SCHEDULE, prediction_type=prediction_type)
+    images = torch.Generator().manual_seed(1)
+    mean, std = torch.randn(3, 4, 2, 2, generator=images), torch.rand(3, 4, 2, 2, generator=images)
+    batch = noisy_batch(scheduler, mean, std, torch.Generator().manual_seed(0), scaling=0.5, shift=0.25)
+
+    generator = torch.Generator().manual_seed(0)
+    latents = (mean + std * torch.randn(mean.shape, generator=generator) - 0.25) * 0.5
+    noise = torch.randn(mean.shape, generator=generator)
+    timesteps = torch.randint(0, 1000, (3,), generator=generator)
+    assert torch.equal(batch.timesteps, timesteps)
+    assert torch.equal(batch.noisy, scheduler.add_noise(latents, noise, timesteps))
+    target = scheduler.get_velocity(latents, noise, timesteps) if prediction_type == "v_prediction" else noise
+    assert torch.equal(batch.target, target)

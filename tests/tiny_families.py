@@ -20,10 +20,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from continual_lora.data.sources import RARE_TOKENS
 from continual_lora.data.synthetic import GENERIC_CLASSES
-from continual_lora.models.tiny import build_tokenizer
-
-# The noise schedule shared by SD 1.5 and SDXL base (their scheduler configs on the hub).
-_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+from continual_lora.models.noising import SD_NOISE_SCHEDULE
+from continual_lora.models.tiny import build_tokenizer, clip_text_config
 
 
 def _tokenizer(root: Path):
@@ -32,17 +30,8 @@ def _tokenizer(root: Path):
 
 
 def _text_config(tokenizer, width: int, projection_dim: int) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        projection_dim=projection_dim,
+    return clip_text_config(
+        tokenizer, width=width, layers=1, heads=2, intermediate_size=2 * width, projection_dim=projection_dim
     )
 
 
@@ -78,7 +67,7 @@ def build_sd15(root: Path, seed: int = 0) -> Path:
             attention_head_dim=2,
             norm_num_groups=8,
         ),
-        scheduler=PNDMScheduler(**_SCHEDULE, skip_prk_steps=True, steps_offset=1),
+        scheduler=PNDMScheduler(**SD_NOISE_SCHEDULE, skip_prk_steps=True, steps_offset=1),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -116,7 +105,7 @@ def build_sdxl(root: Path, seed: int = 0) -> Path:
             addition_time_embed_dim=time_dim,
             projection_class_embeddings_input_dim=6 * time_dim + projection_dim,
         ),
-        scheduler=EulerDiscreteScheduler(**_SCHEDULE, timestep_spacing="leading", steps_offset=1),
+        scheduler=EulerDiscreteScheduler(**SD_NOISE_SCHEDULE, timestep_spacing="leading", steps_offset=1),
     )
     pipeline.save_pretrained(root / "model")
     return root / "model"

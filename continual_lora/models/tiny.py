@@ -11,19 +11,23 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from continual_lora.images import training_images
+from continual_lora.models.noising import SD_NOISE_SCHEDULE, noisy_batch
 
 __all__ = [
     "TinyModelSettings",
     "build_tokenizer",
     "build_tiny_pipeline",
+    "clip_text_config",
     "pretrain_tiny_model",
     "sample_grid",
 ]
@@ -32,6 +36,7 @@ __all__ = [
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 MODEL_MAX_LENGTH = 77  # what SD's CLIP uses; kept so prompt handling matches real models
+_VOCAB_SIZE = 4096  # an upper bound: the synthetic prompts need a few hundred tokens
 
 
 @dataclass(frozen=True)
@@ -106,9 +111,45 @@ def _apply_merges(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     return parts
 
 
+def _merged(parts: list[str], pair: tuple[str, str]) -> list[str]:
+    out, i = [], 0
+    while i < len(parts):
+        if i + 1 < len(parts) and (parts[i], parts[i + 1]) == pair:
+            out.append(parts[i] + parts[i + 1])
+            i += 2
+        else:
+            out.append(parts[i])
+            i += 1
+    return out
+
+
+def learn_merges(word_counts: Counter[str], max_merges: int, min_frequency: int = 2) -> list[tuple[str, str]]:
+    """BPE training on pre-tokenized words (the last symbol of a word carries </w>):
+    merge the most frequent adjacent pair until none occurs ``min_frequency`` times.
+
+    Ties go to the smallest pair, so the same corpus always gives the same merges; the
+    tokenizers library's trainer breaks ties differently from one call to the next,
+    which made the embedded model (its token ids) differ between identical runs.
+    """
+    words = {word: list(word[:-1]) + [word[-1] + "</w>"] for word in word_counts}
+    merges: list[tuple[str, str]] = []
+    while len(merges) < max_merges:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, parts in words.items():
+            for pair in zip(parts, parts[1:]):
+                pairs[pair] += word_counts[word]
+        if not pairs:
+            break
+        pair, count = min(pairs.items(), key=lambda item: (-item[1], item[0]))
+        if count < min_frequency:
+            break
+        merges.append(pair)
+        words = {word: _merged(parts, pair) for word, parts in words.items()}
+    return merges
+
+
 def build_tokenizer(corpus: Iterable[str], out_dir: str | Path, extra_words: Iterable[str] = ()):
     """Train a small byte-level BPE on ``corpus`` and save it in CLIP's on-disk format."""
-    from tokenizers import Tokenizer, models, trainers
     from transformers import CLIPTokenizer
 
     out_dir = Path(out_dir)
@@ -117,28 +158,21 @@ def build_tokenizer(corpus: Iterable[str], out_dir: str | Path, extra_words: Ite
     extra_words = [str(w) for w in extra_words]
     normalizer, pre_tokenizer = _clip_pre_tokenizer()
 
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
-    bpe.normalizer = normalizer
-    bpe.pre_tokenizer = pre_tokenizer
-    trainer = trainers.BpeTrainer(
-        vocab_size=4096,
-        min_frequency=2,
-        show_progress=False,
-        initial_alphabet=sorted(_bytes_to_unicode().values()),
-        end_of_word_suffix="</w>",
-    )
+    def words(text: str) -> list[str]:
+        return [piece for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
+
     # Repeating the extra words makes BPE learn them as whole tokens like any frequent word.
-    bpe.train_from_iterator(corpus + extra_words * 4, trainer=trainer)
-    learned = json.loads(bpe.to_str())["model"]["merges"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned]
+    word_counts = Counter(word for text in corpus + extra_words * 4 for word in words(text))
+    n_fixed = 2 * len(_bytes_to_unicode()) + 2  # every byte, alone and ending a word; BOS and EOS
+    merges = learn_merges(word_counts, max_merges=_VOCAB_SIZE - n_fixed)
 
     # Extra words that BPE did not fully merge (e.g. rare tokens unseen in the corpus)
     # get a merge chain appended.  Appended merges have the highest rank, so they run
     # after every existing merge and cannot change how earlier words tokenize.
     ranks = {m: i for i, m in enumerate(merges)}
     for word in extra_words:
-        for piece in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(word)):
-            parts = _apply_merges(piece[0], ranks)
+        for piece in words(word):
+            parts = _apply_merges(piece, ranks)
             while len(parts) > 1:
                 pair = (parts[0], parts[1])
                 ranks[pair] = len(merges)
@@ -176,6 +210,7 @@ def build_tokenizer(corpus: Iterable[str], out_dir: str | Path, extra_words: Ite
 # (self-attention at 16x16 costs more than all the convolutions together on CPU).
 _TEXT_WIDTH = 64
 _TEXT_LAYERS = 2
+_TEXT_HEADS = 4
 _LATENT_CHANNELS = 4
 _VAE_CHANNELS = (16, 32, 64)
 # GroupNorm with one channel per group is instance norm, which erases each image's
@@ -204,19 +239,32 @@ _MIN_SNR_GAMMA = 5.0
 _STATS_FILE = "pretrain_stats.json"
 
 
-def _text_encoder_config(tokenizer):
+def clip_text_config(tokenizer, *, width: int, layers: int, heads: int, intermediate_size: int, projection_dim: int):
+    """A CLIP text encoder of the given size around ``tokenizer``: its vocabulary,
+    context length and special tokens."""
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=_TEXT_WIDTH,
-        intermediate_size=4 * _TEXT_WIDTH,
-        num_hidden_layers=_TEXT_LAYERS,
-        num_attention_heads=4,
+        hidden_size=width,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        projection_dim=projection_dim,
+    )
+
+
+def _text_encoder_config(tokenizer):
+    return clip_text_config(
+        tokenizer,
+        width=_TEXT_WIDTH,
+        layers=_TEXT_LAYERS,
+        heads=_TEXT_HEADS,
+        intermediate_size=4 * _TEXT_WIDTH,
         projection_dim=_TEXT_WIDTH,
     )
 
@@ -256,11 +304,7 @@ def _vae_config(settings: TinyModelSettings) -> dict:
 
 def _scheduler_config() -> dict:
     # SD 1.x's noise schedule; DPM-Solver++ samples well from it in 20-25 steps.
-    return dict(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
+    return SD_NOISE_SCHEDULE | dict(
         prediction_type="epsilon",
         algorithm_type="dpmsolver++",
         solver_order=2,
@@ -298,17 +342,6 @@ def build_tiny_pipeline(settings: TinyModelSettings, tokenizer):
 
 
 # --------------------------------------------------------------------------- pretraining
-
-
-def _images_to_tensor(images: Sequence[Image.Image], resolution: int) -> torch.Tensor:
-    arrays = []
-    for im in images:
-        im = im.convert("RGB")
-        if im.size != (resolution, resolution):
-            im = im.resize((resolution, resolution), Image.BICUBIC)
-        arrays.append(np.asarray(im, dtype=np.float32))
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return x / 127.5 - 1.0
 
 
 def _lr_factor(step: int, total: int) -> float:
@@ -402,21 +435,17 @@ def _train_unet(pipe, latent_mean, latent_std, cond, cond_index, uncond, setting
         for group in opt.param_groups:
             group["lr"] = settings.learning_rate * _lr_factor(step, steps)
         idx = torch.randint(0, n, (settings.batch_size,), generator=gen)
-        mean = latent_mean[idx]
-        z0 = (mean + latent_std[idx] * torch.randn(mean.shape, generator=gen)) * scale
-        noise = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (z0.shape[0],), generator=gen)
-        zt = noise_scheduler.add_noise(z0, noise, t)
+        batch = noisy_batch(noise_scheduler, latent_mean[idx], latent_std[idx], gen, scaling=scale)
         ctx = cond[cond_index[idx]]
         # Dropping the prompt teaches the unconditional branch used by classifier-free guidance.
-        drop = torch.rand(z0.shape[0], generator=gen) < _PROMPT_DROPOUT
+        drop = torch.rand(len(idx), generator=gen) < _PROMPT_DROPOUT
         ctx = torch.where(drop[:, None, None], uncond.expand_as(ctx), ctx)
-        pred = unet(zt, t, encoder_hidden_states=ctx).sample
+        pred = unet(batch.noisy, batch.timesteps, encoder_hidden_states=ctx).sample
         # Min-SNR weighting (Hang et al. 2023): the many near-clean timesteps otherwise
         # dominate the gradient, and the class shapes, decided at high noise, come late.
-        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+        snr = alphas_cumprod[batch.timesteps] / (1 - alphas_cumprod[batch.timesteps])
         weight = snr.clamp(max=_MIN_SNR_GAMMA) / snr
-        per_example = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        per_example = F.mse_loss(pred, batch.target, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_example * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -452,6 +481,8 @@ def pretrain_tiny_model(
     its per-token embeddings are distinct, which is all the UNet needs, and tokens
     that never occur in the corpus (rare identifiers) are then no different from
     the others.  Runs on CPU and is deterministic for a given seed and thread count.
+    Images of another size than ``settings.resolution`` are brought to it as training
+    images are (``continual_lora.images.training_images``, centre-cropped).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -465,7 +496,10 @@ def pretrain_tiny_model(
     tokenizer = build_tokenizer(prompts + extra_words, out_dir / "tokenizer", extra_words)
     pipe = build_tiny_pipeline(settings, tokenizer)
     pipe.set_progress_bar_config(disable=True)
-    images = _images_to_tensor([im for im, _ in examples], settings.resolution)
+    pixels = training_images([im.convert("RGB") for im, _ in examples], settings.resolution, crop="center").pixels
+    # Channels-last, the memory layout the model has always been pretrained in: the
+    # convolutions' arithmetic, hence its weights to the last bit, depend on it.
+    images = pixels.contiguous(memory_format=torch.channels_last)
     log(
         f"pretraining the tiny model on {len(examples)} examples at {settings.resolution} px "
         f"(vocabulary {len(tokenizer)}, {torch.get_num_threads()} threads)"

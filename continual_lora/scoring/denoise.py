@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from continual_lora.model_update import base_model
+from continual_lora.models.noising import prediction_target
 from continual_lora.scoring.base import Metric, ModelHandle, ScoringInput
 
 
@@ -90,10 +91,7 @@ def _accumulate(unet, scheduler, latents, noise, index, t, condition, batch_size
         sl = slice(start, start + batch_size)
         x0, eps, tt = latents[index[sl]], noise[sl], t[sl]
         noisy = scheduler.add_noise(x0, eps, tt)
-        if scheduler.config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(x0, eps, tt)
-        else:
-            target = eps
+        target = prediction_target(scheduler, x0, eps, tt)
         prediction = unet(noisy.to(device, dtype), tt.to(device), **condition_rows(condition, slice(0, len(tt)))).sample
         total += F.mse_loss(prediction.float().cpu(), target.float(), reduction="sum").item()
         count += target.numel()
