@@ -43,6 +43,8 @@ import torch
 import yaml
 from benchlib import REPO, Clock, load_average, machine, write_json
 
+from continual_lora import layout
+
 CONFIG = REPO / "config.yaml"
 PRESET = REPO / "config" / "sdxl.yaml"
 SCHEMA_DEFAULT_LATENT_SEED = 42
@@ -72,8 +74,7 @@ class Context:
 
         self.args, self.tmp = args, tmp
         self.config = yaml.safe_load(CONFIG.read_text())
-        lora = self.config["lora"]
-        self.spec = LoraSpec(rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["target_modules"]))
+        self.spec = LoraSpec.from_config(self.config["lora"])
         self.resolution = 32 if args.quick else self.config["training"]["resolution"]
         self.model, self.model_kind = self._model()
         source = make_source("objects", {"source": "synthetic", "seed": 0, "resolution": self.resolution})
@@ -103,14 +104,13 @@ class Context:
     def handoff(self, fmt: str) -> Path:
         """A task's handoff file of the given format, with a non-zero update."""
         from continual_lora import checkpoint
-        from continual_lora.lora import factor_deltas, factors_to_state
-        from continual_lora.methods._shared import delta_state
+        from continual_lora.lora import deltas_to_state, factor_deltas, factors_to_state
         from continual_lora.models.loading import load_pipeline
 
         path = self.tmp / "handoffs" / f"{fmt}.safetensors"
         if not path.exists():
             factors = random_factors(load_pipeline(self.model).unet, self.spec)
-            tensors = factors_to_state(factors) if fmt == "adapter" else delta_state(factor_deltas(factors, self.spec.scale))
+            tensors = factors_to_state(factors) if fmt == "adapter" else deltas_to_state(factor_deltas(factors, self.spec.scale))
             checkpoint.save_tensors(path, tensors, fmt, self.spec.scale)
         return path
 
@@ -169,73 +169,45 @@ def section_loading(ctx: Context) -> dict:
 
 
 def section_training(ctx: Context) -> dict:
-    """The phases of train_task, each timed, with the default config's settings."""
-    from diffusers import DDPMScheduler
-
-    from continual_lora import checkpoint
+    """The phases of a train_task job (TaskTrainer's), each timed, with the default
+    config's settings and its first method, on the first task."""
     from continual_lora.data.concepts import read_concept
-    from continual_lora.lora import attach_adapter, fresh_factors, linear_shapes, read_factors
-    from continual_lora.models.loading import load_pipeline
-    from continual_lora.training import (
-        CachedTask,
-        EpochOrder,
-        MixedPrecision,
-        TrainingSettings,
-        denoising_loss,
-        make_optimizer,
-    )
+    from continual_lora.methods import get_method
+    from continual_lora.training import TaskTrainer, TrainingSettings
 
-    config = ctx.config["training"]
-    keys = TrainingSettings.__dataclass_fields__
-    settings = TrainingSettings(**{k: v for k, v in config.items() if k in keys} | {"resolution": ctx.resolution})
+    settings = TrainingSettings.from_config(ctx.config["training"], resolution=ctx.resolution)
+    method = ctx.config["methods"][0]
     warmup, steps = (1, 2) if ctx.args.quick else (3, ctx.args.train_steps)
     clock, times = Clock(), {}
-    device = torch.device("cpu")
-    generator = torch.Generator().manual_seed(0)
+    prepared = read_concept(ctx.concept_dirs[ctx.concepts[0].name])
+    trainer = TaskTrainer(
+        base_model=ctx.model, continual=get_method(method), previous=None, spec=ctx.spec, settings=settings, seed=0,
+        device="cpu",
+    )  # fmt: skip
     with clock(times, "load_s"):
-        pipeline = load_pipeline(ctx.model, device=device, dtype=settings.weight_dtype)
+        trainer.load()
     with clock(times, "attach_s"):
-        unet = pipeline.unet
-        for component in pipeline.components.values():
-            if isinstance(component, torch.nn.Module):
-                component.requires_grad_(False)
-        params = attach_adapter(unet, ctx.spec, fresh_factors(linear_shapes(unet, ctx.spec), ctx.spec.rank, generator))
-        unet.train()
+        trainer.start()
     with clock(times, "cache_s"):
-        cached = CachedTask.encode(
-            pipeline, read_concept(ctx.concept_dirs[ctx.concepts[0].name]), settings, device, generator
-        )
-        order = EpochOrder(cached.n_images, generator)
-    scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    optimizer = make_optimizer(params, settings)
-    precision = MixedPrecision(settings.weight_dtype, device)
-
-    def step():
-        with precision.autocast():
-            loss = denoising_loss(unet, scheduler, cached, order.next_batch(settings.batch_size), generator)
-        precision.step(loss, params, optimizer, settings.max_grad_norm)
-
+        trainer.cache(prepared)
     for _ in range(warmup):
-        step()
+        trainer.step()
     with clock(times, "steps_s"):
         for _ in range(steps):
-            step()
+            trainer.step()
     with clock(times, "save_s"):
-        trained = read_factors(unet)
-        out = ctx.tmp / "train_out"
-        checkpoint.save_adapter(out / checkpoint.TASK_LORA, trained, ctx.spec.scale)
-        checkpoint.save_adapter(out / checkpoint.INIT_LORA, trained, ctx.spec.scale)
-        checkpoint.save_adapter(out / checkpoint.HANDOFF, trained, ctx.spec.scale)
+        trainer.save(ctx.tmp / "train_out")
     step_s = times["steps_s"] / steps
     return {
-        "settings": {"batch_size": settings.batch_size, "resolution": settings.resolution, "rank": ctx.spec.rank,
-                     "mixed_precision": settings.mixed_precision, "config_steps": settings.steps},
-        "lora_parameters": sum(p.numel() for p in params),
+        "settings": {"method": method, "batch_size": settings.batch_size, "resolution": settings.resolution,
+                     "rank": ctx.spec.rank, "mixed_precision": settings.mixed_precision, "config_steps": settings.steps},
+        "lora_parameters": sum(p.numel() for p in trainer.train_step.params),
         "timed_steps": steps,
         "step_s": step_s,
         "steps_per_s": 1.0 / step_s,
         "images_per_s": settings.batch_size / step_s,
         "load_s": times["load_s"],
+        # The method's start: its update fused in, the adapter attached, the optimizer made.
         "attach_s": times["attach_s"],
         "cache_s": times["cache_s"],
         "save_s": times["save_s"],
@@ -428,8 +400,7 @@ def sdxl_linear_shapes(rank: int = 64):
 
     from continual_lora.lora import LoraSpec, linear_shapes
 
-    preset = yaml.safe_load(PRESET.read_text())["lora"]
-    spec = LoraSpec(rank=preset["rank"], alpha=preset["alpha"], target_modules=tuple(preset["target_modules"]))
+    spec = LoraSpec.from_config(yaml.safe_load(PRESET.read_text())["lora"])
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SDXL_UNET)
     return unet, spec, linear_shapes(unet, spec)
@@ -495,20 +466,11 @@ def number(text: str) -> float:
     return float(text) if text not in ("", "NA", "-") else 0.0
 
 
-def rule_of(benchmark: Path, root: Path) -> str:
-    parts = benchmark.relative_to(root).parts
-    if parts[0] == "models":
-        return benchmark.stem
-    kind = benchmark.stem  # train, generate, score
-    base = "base" in parts[1:2]
-    return {"train": "train_task", "generate": "generate_base_samples" if base else "generate_samples",
-            "score": "score_base_samples" if base else "score_samples"}[kind]  # fmt: skip
-
-
 def section_rules(results: Path) -> dict:
-    """Per rule: jobs, total and mean wall seconds, mean peak RSS, from benchmark files;
+    """Per rule: jobs, total and mean wall seconds, mean peak RSS, from benchmark files
+    (each named after its rule, continual_lora.layout.benchmark);
     from the Snakemake log, every rule's job time (1 s resolution) and the run's wall."""
-    root = results / "benchmarks"
+    root = layout.in_results(results, layout.BENCHMARKS)
     result = {"results": str(results)}
     if not root.is_dir():
         result["benchmarks"] = f"no {root}: run the workflow first"
@@ -517,7 +479,7 @@ def section_rules(results: Path) -> dict:
         for tsv in sorted(root.rglob("*.tsv")):
             with open(tsv, newline="") as handle:
                 for row in csv.DictReader(handle, delimiter="\t"):
-                    per_rule[rule_of(tsv, root)].append((number(row["s"]), number(row["max_rss"]), number(row["cpu_time"])))
+                    per_rule[tsv.stem].append((number(row["s"]), number(row["max_rss"]), number(row["cpu_time"])))
         # CPU seconds are less sensitive than wall seconds to what else ran on the machine.
         result["benchmarks"] = {
             rule: {"jobs": len(v), "total_s": sum(s for s, _, _ in v), "mean_s": sum(s for s, _, _ in v) / len(v),
@@ -586,29 +548,22 @@ def parse_log(log: Path) -> dict:
 
 
 def section_dry_run(ctx: Context) -> dict:
+    # The tests' own helpers: the miniature datasets, and the Snakemake command line
+    # and its "Job stats:" table (tests/snakemake_harness.py).
     sys.path.insert(0, str(REPO / "tests"))
-    from dataset_fixtures import write_dreambooth_fixture, write_unlearncanvas_fixture
+    from dataset_fixtures import with_dataset_paths, write_datasets
+    from snakemake_harness import job_counts, run_snakemake
 
     root = ctx.tmp / "dry_run"
-    datasets = {"dreambooth": root / "dreambooth", "unlearncanvas": root / "unlearncanvas"}
-    write_dreambooth_fixture(datasets["dreambooth"])
-    write_unlearncanvas_fixture(datasets["unlearncanvas"])
-    config = yaml.safe_load(PRESET.read_text())
-    for experiment in config["experiments"].values():
-        experiment["dataset"]["path"] = str(datasets[experiment["dataset"]["source"]])
+    config = with_dataset_paths(yaml.safe_load(PRESET.read_text()), write_datasets(root))
     configfile = root / "sdxl.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(root / "work"),
-               "--configfile", str(configfile), "--cores", "1", "--resources", "gpu=1", "--dry-run"]  # fmt: skip
     runs, jobs = [], None
     for _ in range(ctx.args.dry_runs):
         start = time.perf_counter()
-        out = subprocess.run(command, capture_output=True, text=True, check=False)
+        output = run_snakemake(root / "work", configfile, "--dry-run", cores=1)  # raises with the output's tail
         runs.append(time.perf_counter() - start)
-        if out.returncode != 0:
-            raise RuntimeError(out.stdout[-2000:] + out.stderr[-2000:])
-        stats = out.stdout.split("Job stats:")[1]
-        jobs = sum(int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if m[1] != "total")
+        jobs = sum(job_counts(output).values())
     version = timed(lambda: subprocess.run([sys.executable, "-m", "snakemake", "--version"], check=True, capture_output=True))[0]
     return {"preset": "config/sdxl.yaml", "jobs": jobs, "runs_s": runs, "median_s": statistics.median(runs),
             "snakemake_version_s": version}  # fmt: skip

@@ -31,8 +31,8 @@ import torch
 import yaml
 from benchlib import REPO, machine, write_json
 
-from continual_lora import checkpoint
-from continual_lora.data.concepts import read_concept
+from continual_lora import checkpoint, layout
+from continual_lora.data.concepts import CONCEPT_FILE, read_concept
 from continual_lora.generation import GenerationSettings, generate_samples, read_index
 from continual_lora.lora import LoraSpec, targeted_linears
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline
@@ -73,11 +73,12 @@ def parse_args(argv=None):
 
 def inputs(args) -> tuple[Path, list[Path]]:
     results = Path(args.results)
-    model = Path(args.model) if args.model else results / "models" / "tiny"
+    model = Path(args.model) if args.model else layout.in_results(results, layout.TINY_MODEL)
     if args.concepts:
         concepts = [Path(c) for c in args.concepts]
     else:
-        concepts = sorted(p.parent for p in (results / "tiny_objects" / "data").glob("*/concept.json"))
+        data = layout.in_results(results, layout.CONCEPT, experiment="tiny_objects", concept="*")
+        concepts = sorted(p.parent for p in data.parent.glob(f"*/{CONCEPT_FILE}"))
     return model, concepts[: args.tasks]
 
 
@@ -92,12 +93,12 @@ def training_settings(args) -> dict:
 
 def train_chain(model, concepts, method, precision, seed, training: dict, out: Path) -> Path:
     settings = training | {"mixed_precision": precision}
-    spec = LoraSpec(rank=CONFIG["lora"]["rank"], alpha=CONFIG["lora"]["alpha"])
+    spec = LoraSpec.from_config(CONFIG["lora"])
     previous = None
     for task, concept in enumerate(concepts, start=1):
         folder = out / f"task{task}"
         train_task(base_model=model, method=method, task_index=task, concept_dir=concept, previous_handoff=previous,
-                   spec=spec, settings=TrainingSettings(**settings), training_seed=seed, out_dir=folder, device="cpu",
+                   spec=spec, settings=TrainingSettings.from_config(settings), training_seed=seed, out_dir=folder, device="cpu",
                    log=lambda line: None)  # fmt: skip
         previous = folder / checkpoint.HANDOFF
     return previous

@@ -24,10 +24,11 @@ def audit_run(
     method: str,
     tasks: list[tuple[str | Path, str | Path, str | Path]],
     out_json: str | Path,
+    method_settings: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """``tasks``: per task, in order, (handoff, init_lora, task_lora) files."""
-    continual = get_method(method)
+    continual = get_method(method, method_settings)
     previous = None
     report = {"method": method, "tolerance": TOLERANCE, "tasks": []}
     for index, (handoff_path, init_path, trained_path) in enumerate(tasks, start=1):

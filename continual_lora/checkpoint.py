@@ -22,14 +22,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from continual_lora.atomic import atomic_output
-from continual_lora.lora import Factors, Tensors, factor_deltas, factors_to_state, state_to_factors
-from continual_lora.methods._shared import state_deltas
+from continual_lora import layout
+from continual_lora.lora import Factors, Tensors, factor_deltas, factors_to_state, state_to_deltas, state_to_factors
 
-HANDOFF = "handoff.safetensors"
-TASK_LORA = "task_lora.safetensors"
-INIT_LORA = "init_lora.safetensors"
-META = "meta.json"
-CHECKPOINT_FILES = (HANDOFF, TASK_LORA, INIT_LORA, META)
+# The folder's file names, as the workflow's layout names them.
+HANDOFF, TASK_LORA, INIT_LORA, META = layout.HANDOFF_FILE, layout.TASK_LORA_FILE, layout.INIT_LORA_FILE, layout.META_FILE
+CHECKPOINT_FILES = layout.CHECKPOINT_FILES
 
 
 @dataclass
@@ -47,7 +45,7 @@ class StoredTensors:
         if self.format == "adapter":
             return factor_deltas(state_to_factors(self.tensors), self.scale, device)
         if self.format == "delta":
-            return state_deltas(self.tensors)
+            return state_to_deltas(self.tensors)
         raise ValueError(f"unknown tensor-file format {self.format!r}")
 
     def factors(self) -> Factors:

@@ -28,16 +28,15 @@ from typing import Any
 
 import yaml
 
+from continual_lora import layout
 from continual_lora.data.sources import DatasetError
 from continual_lora.experiment import experiments_from_config, metric_names
 from continual_lora.generation import scheduler_class
+from continual_lora.lora import DEFAULT_TARGET_MODULES, is_target
 from continual_lora.methods import METHODS, get_method
 from continual_lora.scoring import METRICS
 from continual_lora.scoring.base import REQUIRED
 
-# Folders of results/ that the workflow writes itself, beside the experiments'.
-RESERVED_EXPERIMENT_NAMES = ("models", "logs", "benchmarks")
-RESULTS = "results"
 TINY = "tiny"
 # A hub id is exactly "org/name"; anything else that is not "tiny" is a local path.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -148,10 +147,11 @@ def experiment_names(config: dict[str, Any], workspace: Workspace) -> Iterator[s
     """The schema keeps names to one path component; these clash with other folders."""
     folded: dict[str, str] = {}
     for name in config["experiments"]:
-        if name in RESERVED_EXPERIMENT_NAMES:
+        if name in layout.RESERVED_EXPERIMENT_NAMES:
             yield (
-                f"config key 'experiments.{name}' names an experiment {name!r}, but results/{name} holds the "
-                f"workflow's own files; choose a name other than {', '.join(RESERVED_EXPERIMENT_NAMES)}"
+                f"config key 'experiments.{name}' names an experiment {name!r}, but "
+                f"{layout.path(layout.EXPERIMENT, experiment=name)} holds the workflow's own files; choose a name "
+                f"other than {', '.join(layout.RESERVED_EXPERIMENT_NAMES)}"
             )
         other = folded.setdefault(name.lower(), name)
         if other != name:
@@ -228,19 +228,18 @@ def metric_settings(config: dict[str, Any], workspace: Workspace) -> Iterator[st
         if name not in METRICS:
             yield f"config key 'metric_settings.{name}' names no registered metric; known: {_names(METRICS)}"
             continue
-        for unknown in sorted(set(given) - set(METRICS[name].defaults)):
+        for unknown in METRICS[name].unknown_settings(given):
             yield (
                 f"config key 'metric_settings.{name}.{unknown}' is not a setting of metric {name!r}; "
                 f"it reads {_names(METRICS[name].defaults) or 'none'}"
             )
     used = {m: e for e, spec in config["experiments"].items() for m in metric_names(spec) if m in METRICS}
     for name, experiment in used.items():
-        for setting, default in METRICS[name].defaults.items():
-            if default is REQUIRED and setting not in settings.get(name, {}):
-                yield (
-                    f"config key 'metric_settings.{name}.{setting}' is required by metric {name!r} "
-                    f"(experiment {experiment!r} uses it) but is not set"
-                )
+        for setting in METRICS[name].missing_settings(settings.get(name)):
+            yield (
+                f"config key 'metric_settings.{name}.{setting}' is required by metric {name!r} "
+                f"(experiment {experiment!r} uses it) but is not set"
+            )
 
 
 # --------------------------------------------------------------------------- base model
@@ -328,20 +327,31 @@ def _local_configs(config: dict[str, Any], workspace: Workspace) -> tuple[dict[s
     return unet_config, vae_config
 
 
-@config_check
-def resolution(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+def _model_configs(config: dict[str, Any], workspace: Workspace) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(UNet config, VAE config) of the embedded model or a local folder; None for a
+    hub model, which cannot be read offline and is left to the job."""
     name = config["base_model"]["name"]
     if name == TINY:
-        configs = _tiny_configs(config)
-    elif _is_local(name, workspace):
+        return _tiny_configs(config)
+    if _is_local(name, workspace):
         configs = _local_configs(config, workspace)
         if configs is None:
-            yield (
+            raise ConfigError(
                 f"config key 'base_model.name' is the folder {name!r}, which lacks unet/config.json or "
                 f"vae/config.json; expected {SUPPORTED_PIPELINES_HINT}"
             )
-            return
-    else:
+        return configs
+    return None
+
+
+@config_check
+def resolution(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    try:
+        configs = _model_configs(config, workspace)
+    except ConfigError as problem:
+        yield str(problem)
+        return
+    if configs is None:
         return
     vae_factor, unet_factor = _downsampling(*configs)
     multiple = vae_factor * unet_factor
@@ -354,12 +364,51 @@ def resolution(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
         )
 
 
+def _unet_linear_names(unet_config: dict[str, Any]) -> list[str]:
+    """The names of the UNet's linear layers, from its config alone: built on the meta
+    device, it allocates no weights (an SDXL UNet in a third of a second)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(unet_config)
+    return [name for name, module in unet.named_modules() if isinstance(module, torch.nn.Linear)]
+
+
+def _short_names(names: list[str]) -> list[str]:
+    """The shortest suffix that names each kind of layer (``to_q``, ``to_out.0``)."""
+    parts = [name.split(".") for name in names]
+    return sorted({".".join(p[-2:]) if p[-1].isdigit() else p[-1] for p in parts})
+
+
+@config_check
+def lora_target_modules(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    """Every name in lora.target_modules is a linear layer of the UNet, found here
+    rather than in the first training job; the resolution check has read the configs.
+
+    The attention projections (the default targets) are in every UNet an SD or SDXL
+    pipeline has, so only other names are looked up: building the UNet needs diffusers,
+    whose import would add seconds to every ``snakemake`` call."""
+    targets = config["lora"]["target_modules"]
+    configs = _model_configs(config, workspace)
+    if configs is None or set(targets) <= set(DEFAULT_TARGET_MODULES):
+        return
+    linears = _unet_linear_names(configs[0])
+    unmatched = [target for target in targets if not any(is_target(name, [target]) for name in linears)]
+    if unmatched:
+        yield (
+            f"config key 'lora.target_modules' names {' and '.join(map(repr, unmatched))}, but no linear layer "
+            f"of the base model's UNet is named so (a name matches a module's path or its last parts); its "
+            f"linear layers end in {_names(_short_names(linears))}"
+        )
+
+
 # --------------------------------------------------------------------------- results and datasets
 
 
 @config_check
 def results_directory(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
-    results = workspace.directory / RESULTS
+    results = workspace.directory / layout.RESULTS
     if results.exists() and not results.is_dir():
         yield f"{str(results)!r} is a file, but the workflow writes its results into a directory of that name"
         return

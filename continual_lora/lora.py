@@ -25,13 +25,19 @@ class LoraSpec:
     alpha: float
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
 
+    @classmethod
+    def from_config(cls, lora: dict) -> LoraSpec:
+        """The adapter a config's ``lora:`` section describes."""
+        return cls(lora["rank"], lora["alpha"], tuple(lora.get("target_modules", DEFAULT_TARGET_MODULES)))
+
     @property
     def scale(self) -> float:
         return self.alpha / self.rank
 
 
-def _is_target(name: str, targets: tuple[str, ...]) -> bool:
-    # The same suffix rule peft applies to `target_modules`, so both agree on the set.
+def is_target(name: str, targets: tuple[str, ...] | list[str]) -> bool:
+    """Whether module ``name`` is one of ``targets``: the same suffix rule peft applies
+    to ``target_modules``, so both agree on the set."""
     return any(name == t or name.endswith("." + t) for t in targets)
 
 
@@ -40,7 +46,7 @@ def targeted_linears(unet: nn.Module, spec: LoraSpec) -> dict[str, nn.Linear]:
     found = {
         name: module
         for name, module in unet.named_modules()
-        if isinstance(module, nn.Linear) and _is_target(name, spec.target_modules)
+        if isinstance(module, nn.Linear) and is_target(name, spec.target_modules)
     }
     if not found:
         raise ValueError(
@@ -98,6 +104,21 @@ def state_to_factors(state: Tensors) -> Factors:
         return {m: (state[f"{m}.lora_A.weight"], state[f"{m}.lora_B.weight"]) for m in modules}
     except KeyError as missing:
         raise ValueError(f"adapter state lacks {missing}: every module needs lora_A and lora_B") from None
+
+
+_WEIGHT = ".weight"
+
+
+def deltas_to_state(deltas: Tensors) -> Tensors:
+    """Weight updates ``{module: W - W0}`` as a delta file stores them, ``{module}.weight``."""
+    return {f"{module}{_WEIGHT}": value.float().contiguous() for module, value in deltas.items()}
+
+
+def state_to_deltas(state: Tensors | None) -> Tensors:
+    """A delta file's ``{module}.weight`` keys back to ``{module}`` (empty for none)."""
+    if state is None:
+        return {}
+    return {key.removesuffix(_WEIGHT): value for key, value in state.items()}
 
 
 def base_layer(module: nn.Module) -> nn.Module:

@@ -1,9 +1,15 @@
+"""Fixtures more than one test module uses. Test modules share helpers through the
+modules beside this file: snakemake_harness.py (running the Snakefile, reading a dry
+run), dataset_fixtures.py (the miniature datasets), tiny_metric_models.py."""
+
 from __future__ import annotations
 
 import pytest
 
+import tiny_metric_models
 from continual_lora.data.sources import make_source
 from continual_lora.models.tiny import TinyModelSettings, build_tiny_pipeline, build_tokenizer
+from dataset_fixtures import write_dreambooth_fixture, write_unlearncanvas_fixture
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +32,37 @@ def object_concepts_dir(tmp_path_factory):
     for concept in concepts:
         source.prepare(concept, root / concept.name)
     return [root / concept.name for concept in concepts]
+
+
+# The miniature datasets, new for each test: tests damage them to see the checks.
+
+
+@pytest.fixture
+def dreambooth(tmp_path):
+    """A miniature DreamBooth repository folder (dataset_fixtures.py)."""
+    return write_dreambooth_fixture(tmp_path / "dreambooth")
+
+
+@pytest.fixture
+def unlearncanvas(tmp_path):
+    """A miniature UnlearnCanvas folder (dataset_fixtures.py)."""
+    return write_unlearncanvas_fixture(tmp_path / "unlearncanvas")
+
+
+# The metric networks, tiny and random (tiny_metric_models.py); read, never changed.
+
+
+@pytest.fixture(scope="session")
+def dino_dir(tmp_path_factory):
+    return tiny_metric_models.build_dino(tmp_path_factory.mktemp("dino"))
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    return tiny_metric_models.build_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="session")
+def csd_checkpoint(tmp_path_factory):
+    """The checkpoint's path and its state dict (without the DDP prefix)."""
+    return tiny_metric_models.build_csd_checkpoint(tmp_path_factory.mktemp("csd"))

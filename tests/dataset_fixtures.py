@@ -1,6 +1,7 @@
-"""Miniature copies of the real datasets in their upstream layouts, written by tests:
-DreamBooth (a repository folder with dataset/ and prompts_and_classes.txt) and
-UnlearnCanvas (<Style>/<Object>/<n>.jpg plus Seed_Images)."""
+"""Miniature copies of the real datasets in their upstream layouts, written by tests
+(through the fixtures in conftest.py) and by benchmarks/cpu_suite.py: DreamBooth (a
+repository folder with dataset/ and prompts_and_classes.txt) and UnlearnCanvas
+(<Style>/<Object>/<n>.jpg plus Seed_Images)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def upright_pattern(size: int) -> Image.Image:
     return image
 
 
-def write_dreambooth_fixture(root: Path, n_classes: int = 10) -> None:
+def write_dreambooth_fixture(root: Path, n_classes: int = 10) -> Path:
     """A miniature DreamBooth in its repository layout (``dataset/`` below ``root``),
     each subject with a sideways photo whose EXIF tag says to turn it, a wide RGBA PNG
     and a greyscale JPEG."""
@@ -35,6 +36,7 @@ def write_dreambooth_fixture(root: Path, n_classes: int = 10) -> None:
     (folder / "prompts_and_classes.txt").write_text(
         "Classes\n\nsubject_name,class\n" + "\n".join(rows) + "\n\nPrompts\n\nprompt_list = []\n"
     )
+    return root
 
 
 # A miniature UnlearnCanvas: 12 styles x 12 objects x 6 images of 8 px, each image a
@@ -61,3 +63,19 @@ def write_unlearncanvas_fixture(root: Path) -> Path:
     for obj in UC_OBJECTS:
         (root / "Cartoon" / obj / ".DS_Store").write_text("")  # macOS litter, as upstream has
     return root
+
+
+def write_datasets(root: Path) -> dict[str, Path]:
+    """Both miniatures below ``root``, by the dataset.source that reads each."""
+    datasets = {"dreambooth": root / "dreambooth", "unlearncanvas": root / "unlearncanvas"}
+    write_dreambooth_fixture(datasets["dreambooth"])
+    write_unlearncanvas_fixture(datasets["unlearncanvas"])
+    return datasets
+
+
+def with_dataset_paths(config: dict, datasets: dict[str, Path]) -> dict:
+    """``config`` (changed in place) with each experiment's dataset.path pointing at the
+    miniature of its dataset.source, as a paper preset's experiments need."""
+    for experiment in config["experiments"].values():
+        experiment["dataset"]["path"] = str(datasets[experiment["dataset"]["source"]])
+    return config

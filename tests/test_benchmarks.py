@@ -35,7 +35,9 @@ def test_the_gpu_script_runs_both_recipes_in_smoke_mode(tmp_path):
     assert result["architecture"]["lora_rank"] == 64  # config/sdxl.yaml's
     for recipe in ("ours", "reference"):
         train = result["training"][recipe]
-        assert_positive(train, "step_s", "steps_per_s", "peak_process_rss_bytes", "lora_parameters", "losses")
+        assert_positive(train, "step_s", "steps_per_s", "peak_process_rss_bytes", "lora_parameters")
+        # Smoke mode takes no warm-up steps: one loss per timed step.
+        assert len(train["losses"]) == train["timed_steps"] and all(loss > 0 for loss in train["losses"])
         assert train["lora_dtype"] == "float32"
         generation = result["generation"][recipe]
         assert_positive(generation, "images_per_s", "s_per_image", "generate_s", "peak_process_rss_bytes")
@@ -66,10 +68,12 @@ def test_the_gpu_script_runs_both_recipes_in_smoke_mode(tmp_path):
 
 
 def test_the_cpu_suite_runs_in_quick_mode(tmp_path):
-    # A finished run in miniature: two benchmark files and Snakemake's log.
+    # A finished run in miniature: benchmark files, each named after its rule
+    # (continual_lora.layout.benchmark), and Snakemake's log.
     results = tmp_path / "run" / "results"
-    for path, seconds in [("models/pretrain_tiny_model.tsv", 5.5), ("exp/naive/order0_seed0/task1/train.tsv", 2.0),
-                          ("exp/base/generate.tsv", 1.5), ("exp/naive/order0_seed0/task1/score.tsv", 1.0)]:  # fmt: skip
+    for path, seconds in [("models/pretrain_tiny_model.tsv", 5.5), ("exp/naive/order0_seed0/task1/train_task.tsv", 2.0),
+                          ("exp/base/generate_base_samples.tsv", 1.5),
+                          ("exp/naive/order0_seed0/task1/score_samples.tsv", 1.0)]:  # fmt: skip
         (results / "benchmarks" / path).parent.mkdir(parents=True, exist_ok=True)
         (results / "benchmarks" / path).write_text(TSV_HEADER + f"{seconds}\t0:00:0{int(seconds)}\t400.0\t1\t1\t1\t0\t0\t50\t1\n")
     log = tmp_path / "run" / ".snakemake" / "log" / "2026-01-01T000000.000000.snakemake.log"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +17,8 @@ from PIL import Image
 
 from continual_lora.data.concepts import CONCEPT_FILE, read_concept
 from continual_lora.data.sources import SOURCES, make_source
-from dataset_fixtures import (
-    UC_IMAGES,
-    UC_OBJECTS,
-    UC_STYLES,
-    write_dreambooth_fixture,
-    write_unlearncanvas_fixture,
-)
+from dataset_fixtures import UC_IMAGES, UC_OBJECTS, UC_STYLES
+from snakemake_harness import run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 DREAMBOOTH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dreambooth"
@@ -102,9 +95,8 @@ def test_dreambooth_prepares_every_photo_as_it_is_for_training_and_as_reference(
     assert [im.size for im in prepared.load_reference_images()] == [Image.open(p).size for p in photos]
 
 
-def test_dreambooth_photos_are_read_upright_for_training_and_as_stored_for_the_metrics(tmp_path):
-    write_dreambooth_fixture(tmp_path / "db")
-    source = make_source("objects", {"source": "dreambooth", "path": str(tmp_path / "db")})
+def test_dreambooth_photos_are_read_upright_for_training_and_as_stored_for_the_metrics(tmp_path, dreambooth):
+    source = make_source("objects", {"source": "dreambooth", "path": str(dreambooth)})
     concept = source.concepts(1)[0]
     source.prepare(concept, tmp_path / "out")
     prepared = read_concept(tmp_path / "out")
@@ -127,32 +119,28 @@ def test_dreambooth_photos_are_read_upright_for_training_and_as_stored_for_the_m
         ({}, "objects", 10, "dataset.path is required for dataset.source 'dreambooth'"),
         ({"path": "{tmp}/nowhere"}, "objects", 10, "dataset.path '{tmp}/nowhere' is not a directory"),
         ({"path": "{tmp}"}, "objects", 10, "dataset.path '{tmp}' holds no prompts_and_classes.txt"),
-        ({"path": "{tmp}/db"}, "styles", 10, "domain 'styles' does not match dataset.source 'dreambooth'"),
-        ({"path": "{tmp}/db"}, "objects", 11, "n_tasks 11 exceeds dataset.selection_size 10"),
+        ({"path": "{db}"}, "styles", 10, "domain 'styles' does not match dataset.source 'dreambooth'"),
+        ({"path": "{db}"}, "objects", 11, "n_tasks 11 exceeds dataset.selection_size 10"),
         (
-            {"path": "{tmp}/db", "selection_size": 11},
+            {"path": "{db}", "selection_size": 11},
             "objects",
             11,
             "lists 10 classes in prompts_and_classes.txt, fewer than the 11",
         ),
     ],
 )
-def test_dreambooth_config_problems_are_one_sentence_naming_the_key_and_path(tmp_path, settings, domain, n, message):
-    write_dreambooth_fixture(tmp_path / "db")
-    settings = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in settings.items()}
+def test_dreambooth_config_problems_are_one_sentence_naming_the_key_and_path(
+    tmp_path, dreambooth, settings, domain, n, message
+):
+    settings = {k: v.format(tmp=tmp_path, db=dreambooth) if isinstance(v, str) else v for k, v in settings.items()}
     with pytest.raises(ValueError) as error:
         make_source(domain, {"source": "dreambooth", **settings}).concepts(n)
-    assert message.format(tmp=tmp_path) in str(error.value)
+    assert message.format(tmp=tmp_path, db=dreambooth) in str(error.value)
 
 
 def decode_uc(image: Image.Image) -> tuple[str, str, int]:
     r, g, b = (int(round(v / step)) for v, step in zip(np.asarray(image, np.float32).mean((0, 1)), (20, 20, 40)))
     return (UC_STYLES[r] if r < len(UC_STYLES) else "Seed_Images", UC_OBJECTS[g], b)
-
-
-@pytest.fixture
-def unlearncanvas(tmp_path):
-    return write_unlearncanvas_fixture(tmp_path / "unlearncanvas")
 
 
 def expected_uc_selection(root: Path) -> dict[str, dict]:
@@ -237,9 +225,8 @@ def test_the_schema_requires_a_path_for_the_real_datasets():
     assert config["experiments"]["e"]["dataset"] == {"source": "dreambooth", "path": "/d"}
 
 
-def test_a_real_source_refuses_the_synthetic_worlds_keys(tmp_path):
-    write_dreambooth_fixture(tmp_path / "db")
-    source = make_source("objects", {"source": "dreambooth", "path": str(tmp_path / "db"), "resolution": 1024})
+def test_a_real_source_refuses_the_synthetic_worlds_keys(dreambooth):
+    source = make_source("objects", {"source": "dreambooth", "path": str(dreambooth), "resolution": 1024})
     with pytest.raises(ValueError, match=r"dataset.resolution is not read by dataset source 'dreambooth' "
                                          r"\(it reads path, selection_size\); remove it"):  # fmt: skip
         source.check(1)
@@ -262,12 +249,7 @@ def test_the_prepare_concept_rule_prepares_a_dreambooth_subject(tmp_path):
     configfile.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
     target = "results/db_objects/data/fancy_boot"
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), "--cores", "1", target,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    run_snakemake(workdir, configfile, target, cores=1, gpu=None)
     prepared = read_concept(workdir / target)
     assert prepared.concept.prompt == "a photo of zwz boot" and prepared.concept.token == "zwz"
     assert len(prepared.train_images) == len(list((DREAMBOOTH / "dataset" / "fancy_boot").glob("*.jpg"))) == 6

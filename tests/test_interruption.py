@@ -7,24 +7,24 @@ add nothing to these properties but jobs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_harness import TAIL, job_counts, run_snakemake, start_snakemake
 
+from continual_lora import layout
 from continual_lora.atomic import atomic_directory, atomic_output
 from continual_lora.checkpoint import CHECKPOINT_FILES
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = Path(__file__).parent / "configs" / "nano.yaml"
 TARGET = "results/nano/tables/summary.csv"
-TRAIN_LOG = "results/logs/nano/naive/order0_seed0/task1/train.log"
+TRAIN_LOG = layout.path(layout.log(layout.TASK, "train_task"), experiment="nano", method="naive", run="order0_seed0", task=1)
 KILL_TIMEOUT_S = 300
 
 
@@ -54,20 +54,9 @@ def test_an_output_appears_only_when_its_writer_completes(tmp_path):
     assert folder.stat().st_mode & 0o777 == 0o777 & ~umask and file.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def command(workdir: Path, configfile: Path, *args: str) -> list[str]:
-    # The target comes first: --resources takes every word after it.
-    return [
-        sys.executable, "-m", "snakemake", TARGET, *args,
-        "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
-        "--cores", "2", "--resources", "gpu=1",
-    ]  # fmt: skip
-
-
 def snakemake(workdir: Path, *args: str, configfile: Path = CONFIG, ok: bool = True) -> str:
-    result = subprocess.run(command(workdir, configfile, *args), capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    assert (result.returncode == 0) == ok, output[-6000:]
-    return output
+    """The run up to TARGET, on nano.yaml unless told."""
+    return run_snakemake(workdir, configfile, TARGET, *args, ok=ok)
 
 
 def tables(workdir: Path) -> dict[str, bytes]:
@@ -75,13 +64,6 @@ def tables(workdir: Path) -> dict[str, bytes]:
     root = workdir / "results" / "nano"
     files = [*root.rglob("scores.csv"), *(root / "tables").rglob("*")]
     return {str(path.relative_to(root)): path.read_bytes() for path in files if path.is_file()}
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    if "Nothing to be done" in dry_run_output:
-        return {}
-    table = dry_run_output.split("Job stats:")[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +77,17 @@ def kill_in_the_middle_of_training(workdir: Path) -> None:
     """Start the run in its own process group and SIGKILL the whole group (Snakemake
     and its jobs) once the first task's training loop has taken a step."""
     log = workdir / TRAIN_LOG
-    with open(workdir.parent / f"{workdir.name}.log", "w") as out:
-        process = subprocess.Popen(
-            command(workdir, CONFIG), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    run_log = workdir.parent / f"{workdir.name}.log"
+    process = start_snakemake(workdir, CONFIG, TARGET, log=run_log, start_new_session=True)
     deadline = time.monotonic() + KILL_TIMEOUT_S
     try:
         while not (log.exists() and re.search(r"^step \d+/", log.read_text(), re.M)):
-            assert process.poll() is None, "the run ended before its first training job started"
+            assert process.poll() is None, f"the run ended before its first training step:\n{run_log.read_text()[-TAIL:]}"
             assert time.monotonic() < deadline, "no training step within the time limit"
             time.sleep(0.01)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the group is gone if the run ended
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 

@@ -111,11 +111,6 @@ def _print_agreement(name: str, ours: float, reference: float) -> None:
 # --------------------------------------------------------------------------- DINO
 
 
-@pytest.fixture(scope="module")
-def dino_dir(tmp_path_factory):
-    return tiny_metric_models.build_dino(tmp_path_factory.mktemp("dino"))
-
-
 @pytest.mark.parametrize(
     "settings",
     [
@@ -144,11 +139,6 @@ def test_dino_matches_the_reference_transform_and_cls_token(dino_dir, settings):
 
 
 # --------------------------------------------------------------------------- CLIP-I
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    return tiny_metric_models.build_clip(tmp_path_factory.mktemp("clip"))
 
 
 def test_clip_i_matches_the_reference_processor_and_image_features(clip_dir):
@@ -203,11 +193,6 @@ def test_clip_backends_use_the_pil_image_processor_whatever_else_is_installed(cl
 
 
 # --------------------------------------------------------------------------- CSD
-
-
-@pytest.fixture(scope="module")
-def csd_checkpoint(tmp_path_factory):
-    return tiny_metric_models.build_csd_checkpoint(tmp_path_factory.mktemp("csd"))
 
 
 def test_csd_matches_the_reference_transform_and_style_head(csd_checkpoint):

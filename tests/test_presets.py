@@ -13,45 +13,30 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 
 import pandas as pd
 import pytest
 import yaml
 
 import tiny_families
-import tiny_metric_models
-from dataset_fixtures import write_dreambooth_fixture, write_unlearncanvas_fixture
-from test_workflow import REPO, snakemake
+from dataset_fixtures import with_dataset_paths, write_datasets
+from snakemake_harness import REPO, job_counts, run_snakemake
 
 PRESETS = REPO / "config"
 
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    write_dreambooth_fixture(root / "dreambooth")
-    write_unlearncanvas_fixture(root / "unlearncanvas")
-    return {"dreambooth": root / "dreambooth", "unlearncanvas": root / "unlearncanvas"}
-
-
-def with_datasets(config: dict, datasets: dict) -> dict:
-    for experiment in config["experiments"].values():
-        experiment["dataset"]["path"] = str(datasets[experiment["dataset"]["source"]])
-    return config
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    table = dry_run_output.split("Job stats:")[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    """Both miniature datasets, shared by the module's tests, which only read them."""
+    return write_datasets(tmp_path_factory.mktemp("datasets"))
 
 
 @pytest.mark.parametrize("preset", ["sdxl", "sd15"])
 def test_a_preset_builds_the_papers_whole_graph(preset, datasets, tmp_path):
-    config = with_datasets(yaml.safe_load((PRESETS / f"{preset}.yaml").read_text()), datasets)
+    config = with_dataset_paths(yaml.safe_load((PRESETS / f"{preset}.yaml").read_text()), datasets)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    counts = job_counts(snakemake(tmp_path, configfile, "--dry-run").stdout)
+    counts = job_counts(run_snakemake(tmp_path, configfile, "--dry-run"))
     print(preset, counts)
     # 2 domains x 4 methods x 8 runs (4 task orders x 2 training seeds) x 10 tasks.
     assert counts["train_task"] == counts["generate_samples"] == counts["score_samples"] == 2 * 4 * 8 * 10
@@ -62,18 +47,18 @@ def test_a_preset_builds_the_papers_whole_graph(preset, datasets, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def metric_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("metric_models")
+def metric_models(dino_dir, clip_dir, csd_checkpoint):
+    """The metric_settings of the tiny metric networks (conftest.py)."""
     return {
-        "dino": {"model": str(tiny_metric_models.build_dino(root / "dino"))},
-        "clip_i": {"model": str(tiny_metric_models.build_clip(root / "clip"))},
-        "csd": {"checkpoint": str(tiny_metric_models.build_csd_checkpoint(root)[0])},
+        "dino": {"model": str(dino_dir)},
+        "clip_i": {"model": str(clip_dir)},
+        "csd": {"checkpoint": str(csd_checkpoint[0])},
     }
 
 
 @pytest.mark.parametrize(("preset", "build"), [("sdxl", tiny_families.build_sdxl), ("sd15", tiny_families.build_sd15)])
 def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, datasets, metric_models, tmp_path):
-    config = with_datasets(yaml.safe_load((PRESETS / f"{preset}.yaml").read_text()), datasets)
+    config = with_dataset_paths(yaml.safe_load((PRESETS / f"{preset}.yaml").read_text()), datasets)
     config["base_model"]["name"] = str(build(tmp_path / "model"))
     if config["base_model"].get("vae"):
         config["base_model"]["vae"] = str(tiny_families.build_vae(tmp_path))
@@ -90,7 +75,7 @@ def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, da
     configfile.write_text(yaml.safe_dump(config))
 
     targets = [f"results/{name}/tables/summary.csv" for name in config["experiments"]]
-    snakemake(tmp_path, configfile, "--", *targets)
+    run_snakemake(tmp_path, configfile, *targets)
 
     for name, experiment in config["experiments"].items():
         scores = pd.read_csv(tmp_path / f"results/{name}/merge_and_init/order0_seed0/task2/scores.csv")

@@ -14,7 +14,7 @@ from continual_lora import checkpoint
 from continual_lora.data import synthetic
 from continual_lora.data.concepts import Concept
 from continual_lora.lora import LoraSpec, factor_deltas, linear_shapes
-from continual_lora.methods._shared import delta_state
+from continual_lora.lora import deltas_to_state
 from continual_lora.models.loading import load_pipeline
 from continual_lora.scoring import METRICS, ModelHandle, ScoringInput, get_metric, pairwise_mean_cosine
 from continual_lora.scoring.clip_t import class_prompt
@@ -87,16 +87,7 @@ def test_pairwise_mean_cosine_matches_all_pairs():
 
 
 # --------------------------------------------------------------------------- DINO, CLIP
-
-
-@pytest.fixture(scope="module")
-def dino_dir(tmp_path_factory):
-    return tiny_metric_models.build_dino(tmp_path_factory.mktemp("dino"))
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    return tiny_metric_models.build_clip(tmp_path_factory.mktemp("clip"))
+# (the tiny networks: dino_dir, clip_dir and csd_checkpoint in conftest.py)
 
 
 def test_dino_is_the_mean_cosine_of_cls_tokens(dino_dir):
@@ -166,11 +157,6 @@ def test_clip_t_scores_each_sample_against_its_class_prompt(clip_dir):
 
 
 # --------------------------------------------------------------------------- CSD
-
-
-@pytest.fixture(scope="module")
-def csd_checkpoint(tmp_path_factory):
-    return tiny_metric_models.build_csd_checkpoint(tmp_path_factory.mktemp("csd"))
 
 
 def test_csd_loads_the_published_layout_and_matches_its_forward(csd_checkpoint, tmp_path):
@@ -268,7 +254,7 @@ def test_denoise_measures_the_checkpoint_against_the_base_and_restores_it(
 
     # A handle loaded from a handoff file holds the same model and deltas.
     handoff = tmp_path / "handoff.safetensors"
-    checkpoint.save_tensors(handoff, delta_state(deltas), "delta", 1.0)
+    checkpoint.save_tensors(handoff, deltas_to_state(deltas), "delta", 1.0)
     loaded = ModelHandle.load(tiny_model_dir, handoff)
     assert loaded.deltas.keys() == deltas.keys()
     assert metric.score(ScoringInput.from_concept_dir(object_concepts_dir[0], [], [], model=loaded)) == score

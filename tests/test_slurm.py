@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,10 +21,10 @@ import pytest
 import yaml
 
 import slurm_cluster
+from snakemake_harness import REPO, dry_run_jobs, finish_snakemake, run_snakemake, start_snakemake
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
 MICRO = Path(__file__).parent / "configs" / "micro.yaml"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 # A hung poll or a job that never starts must fail the test, not hang CI.
@@ -37,24 +36,6 @@ RUN_TIMEOUT = 900
 # the one GPU, so the whole micro config (74 jobs) took over 15 minutes there; this
 # is 17 jobs.
 EXPERIMENT, METHOD = "micro_objects", "ortho_init"
-
-
-def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
-    return [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(configfile),
-        *args,
-    ]  # fmt: skip
-
-
-def snakemake(workdir: Path, configfile: Path, *args: str, timeout: float = RUN_TIMEOUT) -> str:
-    command = snakemake_command(workdir, configfile, *args)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
-    return output
 
 
 @pytest.fixture(scope="module")
@@ -71,20 +52,18 @@ def planned_jobs(configfile: Path, workdir: Path) -> list[dict]:
     """Every job of a run, from a dry run: rule, the comment the plugin gives its
     SLURM job (rule and wildcard values), whether the submitting Snakemake does it
     itself, and whether it asks for a GPU."""
-    output = snakemake(workdir, configfile, "--dry-run", "--cores", "1")
+    output = run_snakemake(workdir, configfile, "--dry-run", cores=1, gpu=None, timeout=RUN_TIMEOUT)
     jobs = []
-    for match in re.finditer(r"^(local)?rule (\w+):\n((?:    .*\n?)+)", output, re.M):
-        fields = dict(line.strip().split(": ", 1) for line in match.group(3).splitlines() if ": " in line)
-        wildcards = [item.split("=", 1)[1] for item in fields["wildcards"].split(", ")] if "wildcards" in fields else []
-        resources = dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if "=" in item)
+    for job in dry_run_jobs(output):
+        wildcards = list(job.wildcards.values())
         jobs.append(
             {
-                "rule": match.group(2),
+                "rule": job.rule,
                 "wildcards": tuple(wildcards),
-                "comment": f"rule_{match.group(2)}" + (f"_wildcards_{'_'.join(wildcards)}" if wildcards else ""),
+                "comment": f"rule_{job.rule}" + (f"_wildcards_{'_'.join(wildcards)}" if wildcards else ""),
                 # A job without outputs (the target rule `all`) has nothing to run.
-                "local": bool(match.group(1)) or "output" not in fields,
-                "gpu": resources.get("gpu") == "1",
+                "local": job.local or "output" not in job.fields,
+                "gpu": job.resources.get("gpu") == "1",
             }
         )
     return jobs
@@ -168,9 +147,7 @@ def local_process(cluster_possible, configfile, tmp_path_factory):
     set-up and the SLURM run, which spend most of their time waiting."""
     workdir = tmp_path_factory.mktemp("micro_local")
     log = workdir.parent / f"{workdir.name}.log"
-    command = snakemake_command(workdir, configfile, "--cores", "2", "--resources", "gpu=1")
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    process = start_snakemake(workdir, configfile, log=log)
     yield workdir, process, log
     if process.poll() is None:
         process.terminate()
@@ -183,7 +160,10 @@ def slurm_run(local_process, cluster, configfile, tmp_path_factory):
     profile = profile_for_the_test_cluster(tmp_path_factory.mktemp("profile") / "slurm")
     start = time.monotonic()
     try:
-        output = snakemake(workdir, configfile, "--profile", str(profile), "--workflow-profile", "none")
+        output = run_snakemake(
+            workdir, configfile, "--profile", str(profile), "--workflow-profile", "none",
+            cores=None, gpu=None, timeout=RUN_TIMEOUT,
+        )  # fmt: skip
     except (AssertionError, subprocess.TimeoutExpired) as error:
         pytest.fail(f"{error}\n{cluster.logs()}")
     print(f"\nmicro run through profiles/slurm: {time.monotonic() - start:.0f} s")
@@ -194,7 +174,7 @@ def slurm_run(local_process, cluster, configfile, tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_run(local_process):
     workdir, process, log = local_process
-    assert process.wait(timeout=RUN_TIMEOUT) == 0, log.read_text()[-6000:]
+    finish_snakemake(process, log, timeout=RUN_TIMEOUT)
     return workdir
 
 

@@ -12,18 +12,17 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from dataset_fixtures import write_dreambooth_fixture, write_unlearncanvas_fixture
+from dataset_fixtures import with_dataset_paths, write_dreambooth_fixture
 from PIL import Image
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+from snakemake_harness import job_counts, run_snakemake
 
 from continual_lora import training
 from continual_lora.config import ConfigError, check_config
@@ -77,19 +76,9 @@ def real_dataset(source: str, path: Path, n_tasks: int = 2, **dataset) -> dict:
     return micro(experiments={"real": experiment})
 
 
-@pytest.fixture
-def dreambooth(tmp_path):
-    write_dreambooth_fixture(tmp_path / "db")
-    return tmp_path / "db"
-
-
-@pytest.fixture
-def unlearncanvas(tmp_path):
-    return write_unlearncanvas_fixture(tmp_path / "uc")
-
-
-# The fixtures' first selected concepts (seed-42 draws): DreamBooth's first two
-# subjects; UnlearnCanvas's first style, the object it trains on, and a held-out one.
+# The miniature datasets (the dreambooth and unlearncanvas fixtures, conftest.py): their
+# first selected concepts (seed-42 draws): DreamBooth's first two subjects;
+# UnlearnCanvas's first style, the object it trains on, and a held-out one.
 DB_SUBJECT = "thing1"
 UC_STYLE, UC_TRAIN_OBJECT, UC_HELD_OUT = "Rust", "Horses", "Dogs"
 
@@ -321,10 +310,9 @@ def test_duplicate_or_unusable_concept_names_and_tokens_are_refused(tmp_path, mo
 
 
 def test_the_paper_presets_pass_every_check_quickly(tmp_path, dreambooth, unlearncanvas):
+    datasets = {"dreambooth": dreambooth, "unlearncanvas": unlearncanvas}
     for preset in ("sd15", "sdxl"):
-        config = yaml.safe_load((REPO / "config" / f"{preset}.yaml").read_text())
-        for experiment in config["experiments"].values():
-            experiment["dataset"]["path"] = str(dreambooth if experiment["domain"] == "objects" else unlearncanvas)
+        config = with_dataset_paths(yaml.safe_load((REPO / "config" / f"{preset}.yaml").read_text()), datasets)
         started = time.perf_counter()
         accepted(config, tmp_path)
         assert time.perf_counter() - started < 2.0
@@ -438,6 +426,20 @@ def test_a_resolution_the_model_cannot_take_is_refused(tmp_path, model, size, me
     accepted(micro(training=MICRO["training"] | {"resolution": 64}), tmp_path)
 
 
+def test_target_modules_the_unet_does_not_have_are_refused_before_any_job(tmp_path, tiny_model_dir):
+    tiny = micro(lora=MICRO["lora"] | {"target_modules": ["to_q", "ff.net.2", "to_qq", "attn9"]})
+    assert problem(tiny, tmp_path) == (
+        "config key 'lora.target_modules' names 'to_qq' and 'attn9', but no linear layer of the base model's "
+        "UNet is named so (a name matches a module's path or its last parts); its linear layers end in "
+        "linear_1, linear_2, net.2, proj, time_emb_proj, to_k, to_out.0, to_q, to_v."
+    )
+    # A local diffusers folder is read from its unet/config.json.
+    folder = micro(base_model={"name": str(tiny_model_dir)}, lora=MICRO["lora"] | {"target_modules": ["attn1.to_k", "proj_in"]})
+    assert "names 'proj_in', but no linear layer" in problem(folder, tmp_path)
+    accepted(micro(lora=MICRO["lora"] | {"target_modules": ["attn2.to_v", "ff.net.0.proj"]}), tmp_path)
+    accepted(micro(base_model={"name": str(tiny_model_dir)}, lora=MICRO["lora"] | {"target_modules": ["proj"]}), tmp_path)
+
+
 # --------------------------------------------------------------------------- results directory
 
 
@@ -507,13 +509,7 @@ def test_bad_input_stops_the_snakefile_before_any_job_and_leaves_results_alone(t
     configfile.write_text(yaml.safe_dump(config))
     before = tree(workdir / "results")
 
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), "--cores", "1", "--resources", "gpu=1",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    output = run_snakemake(workdir, configfile, cores=1, ok=False)
     assert message in output, output[-3000:]
     assert tree(workdir / "results") == before
 
@@ -524,13 +520,8 @@ def test_a_dry_run_needs_nothing_that_only_the_jobs_need(tmp_path):
     config = micro(training=MICRO["training"] | {"optimizer": "adamw_8bit"})
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-        "--configfile", str(configfile), "--cores", "1", "--dry-run",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "train_task" in result.stdout and not (tmp_path / "results").exists()
+    output = run_snakemake(tmp_path, configfile, "--dry-run", cores=1, gpu=None)
+    assert job_counts(output)["train_task"] > 0 and not (tmp_path / "results").exists()
 
 
 # --------------------------------------------------------------------------- training

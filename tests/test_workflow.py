@@ -4,54 +4,28 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_harness import dry_run_jobs, run_snakemake
 
 from continual_lora.checkpoint import CHECKPOINT_FILES, load_tensors
 from continual_lora.experiment import experiments_from_config
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = Path(__file__).parent / "configs"
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(configfile),
-        "--cores", "2", "--resources", "gpu=1",
-        *args,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return result
+@pytest.fixture(scope="module")
+def dag_training_jobs(tmp_path_factory):
+    """The train_task jobs of a dry run of tests/configs/dag.yaml."""
+    output = run_snakemake(tmp_path_factory.mktemp("dag"), CONFIGS / "dag.yaml", "--dry-run")
+    return [job for job in dry_run_jobs(output) if job.rule == "train_task"]
 
 
-def dry_run_jobs(workdir: Path, configfile: Path, rule: str) -> list[dict[str, str]]:
-    """Each job of ``rule`` in a dry run, as its printed fields (input, wildcards, ...)."""
-    output = snakemake(workdir, configfile, "--dry-run").stdout
-    jobs = []
-    for block in re.split(r"\n(?=\[.*\]\n|rule |localrule )", output):
-        match = re.search(rf"^(?:local)?rule {rule}:\n((?:    .*\n?)+)", block, re.M)
-        if match:
-            fields = dict(line.strip().split(": ", 1) for line in match.group(1).splitlines() if ": " in line)
-            jobs.append(fields)
-    return jobs
-
-
-def parse_wildcards(text: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in text.split(", "))
-
-
-def test_dry_run_builds_one_training_job_per_task_chained_on_the_previous_handoff(tmp_path):
-    configfile = CONFIGS / "dag.yaml"
-    config = yaml.safe_load(configfile.read_text())
-    jobs = dry_run_jobs(tmp_path, configfile, "train_task")
+def test_dry_run_builds_one_training_job_per_task_chained_on_the_previous_handoff(dag_training_jobs):
+    config = yaml.safe_load((CONFIGS / "dag.yaml").read_text())
+    jobs = dag_training_jobs
     expected = sum(
         len(config["methods"]) * len(e["order_seeds"]) * len(e["training_seeds"]) * e["n_tasks"]
         for e in config["experiments"].values()
@@ -59,8 +33,8 @@ def test_dry_run_builds_one_training_job_per_task_chained_on_the_previous_handof
     assert len(jobs) == expected == 4 * (4 * 3 * 2 + 3 * 1 * 1)
 
     for job in jobs:
-        w = parse_wildcards(job["wildcards"])
-        inputs = set(job["input"].split(", "))
+        w = job.wildcards
+        inputs = set(job.paths("input"))
         concept_dirs = {p for p in inputs if "/data/" in p}
         assert len(concept_dirs) == 1  # the task's own data, no other concept's
         assert "results/models/tiny" in inputs
@@ -74,19 +48,19 @@ def test_dry_run_builds_one_training_job_per_task_chained_on_the_previous_handof
         assert inputs == concept_dirs | {"results/models/tiny"} | earlier
 
 
-def test_dry_run_trains_the_tasks_of_a_run_in_its_shuffled_order(tmp_path):
-    configfile = CONFIGS / "dag.yaml"
-    experiments = experiments_from_config(yaml.safe_load(configfile.read_text()) | {"methods": []})
-    for job in dry_run_jobs(tmp_path, configfile, "train_task"):
-        w = parse_wildcards(job["wildcards"])
+def test_dry_run_trains_the_tasks_of_a_run_in_its_shuffled_order(dag_training_jobs):
+    experiments = experiments_from_config(yaml.safe_load((CONFIGS / "dag.yaml").read_text()) | {"methods": []})
+    assert dag_training_jobs
+    for job in dag_training_jobs:
+        w = job.wildcards
         concept = experiments[w["experiment"]].task(w["run"], int(w["task"])).name
-        assert f"results/{w['experiment']}/data/{concept}" in job["input"].split(", ")
+        assert f"results/{w['experiment']}/data/{concept}" in job.paths("input")
 
 
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("micro")
-    snakemake(workdir, CONFIGS / "micro.yaml")
+    run_snakemake(workdir, CONFIGS / "micro.yaml")
     return workdir
 
 
@@ -118,18 +92,18 @@ def test_micro_run_writes_the_checkpoint_contract_for_every_task(micro_run):
 
 
 def test_micro_run_logs_progress_and_benchmarks_training(micro_run):
-    logs = list((micro_run / "results/logs").rglob("train.log"))
+    logs = list((micro_run / "results/logs").rglob("train_task.log"))
     assert len(logs) == 2 * 4 * 2
     for log in logs:
         assert re.search(r"step 3/3 loss \d+\.\d+", log.read_text())
-    assert len(list((micro_run / "results/benchmarks").rglob("train.tsv"))) == len(logs)
+    assert len(list((micro_run / "results/benchmarks").rglob("train_task.tsv"))) == len(logs)
     assert (micro_run / "results/models/tiny_samples.png").stat().st_size > 0
 
 
 def test_micro_run_samples_each_method_with_its_configured_sampler(micro_run):
     # micro.yaml gives merge_and_init its own scheduler, as the presets do the paper's
     # DPM-Solver quirk; the others keep the model's own (the tiny model's DPM-Solver).
-    logs = list((micro_run / "results/logs").rglob("generate.log"))
+    logs = sorted((micro_run / "results/logs").rglob("generate_*samples.log"))
     methods = [path.relative_to(micro_run / "results/logs").parts[1] for path in logs]
     assert len(logs) == 2 * (1 + 4 * 2) and set(methods) == {"base", "naive", "merge_and_init", "ortho_init", "magmax"}
     for method, log in zip(methods, logs):
@@ -138,8 +112,7 @@ def test_micro_run_samples_each_method_with_its_configured_sampler(micro_run):
 
 
 def test_micro_run_is_complete_and_a_second_invocation_has_nothing_to_do(micro_run):
-    result = snakemake(micro_run, CONFIGS / "micro.yaml", "--dry-run")
-    assert "Nothing to be done" in result.stdout + result.stderr
+    assert "Nothing to be done" in run_snakemake(micro_run, CONFIGS / "micro.yaml", "--dry-run")
 
 
 @pytest.mark.parametrize(
@@ -154,11 +127,8 @@ def test_a_bad_config_stops_the_workflow_before_any_job_with_a_clear_message(tmp
     config = yaml.safe_load((CONFIGS / "micro.yaml").read_text()) | change
     configfile = tmp_path / "bad.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-               "--configfile", str(configfile), "--cores", "1", "--dry-run"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+    output = run_snakemake(tmp_path, configfile, "--dry-run", cores=1, gpu=None, ok=False)
+    assert message in output, output[-3000:]
     assert not (tmp_path / "results").exists()
 
 
@@ -203,6 +173,6 @@ def test_micro_run_draws_every_figure_and_builds_the_report(micro_run):
         for stem in expected:
             for suffix in (".png", ".pdf"):
                 assert (figures / f"{stem}{suffix}").stat().st_size > 1000, stem
-    snakemake(micro_run, CONFIGS / "micro.yaml", "--report", "report.html")
+    run_snakemake(micro_run, CONFIGS / "micro.yaml", "--report", "report.html")
     report = (micro_run / "report.html").read_text(errors="replace")
     assert len(report) > 100_000 and "summary.csv" in report and "heatmap_" in report

@@ -6,21 +6,8 @@ from abc import abstractmethod
 
 from torch import Tensor
 
-from continual_lora.lora import Factors, LoraSpec, Tensors, factor_deltas
+from continual_lora.lora import Factors, LoraSpec, Tensors, deltas_to_state, factor_deltas, state_to_deltas
 from continual_lora.methods.base import ContinualMethod, TaskStart
-
-_WEIGHT = ".weight"
-
-
-def state_deltas(state: Tensors | None) -> Tensors:
-    """``{module}.weight`` keys of a delta handoff to ``{module}`` keys (empty for none)."""
-    if state is None:
-        return {}
-    return {key.removesuffix(_WEIGHT): value for key, value in state.items()}
-
-
-def delta_state(deltas: Tensors) -> Tensors:
-    return {f"{module}{_WEIGHT}": value.float().contiguous() for module, value in deltas.items()}
 
 
 def fresh_b_residual(init: Factors) -> float:
@@ -35,12 +22,12 @@ class DeltaMerging(ContinualMethod):
     handoff_format = "delta"
 
     def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
-        return TaskStart(init=fresh, frozen_delta=state_deltas(previous))
+        return TaskStart(init=fresh, frozen_delta=state_to_deltas(previous))
 
     def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
-        tau = state_deltas(previous)
+        tau = state_to_deltas(previous)
         update = factor_deltas(trained, spec.scale)
-        return delta_state({m: d if m not in tau else self.merge(tau[m], d) for m, d in update.items()})
+        return deltas_to_state({m: d if m not in tau else self.merge(tau[m], d) for m, d in update.items()})
 
     @abstractmethod
     def merge(self, tau: Tensor, delta: Tensor) -> Tensor:

@@ -118,18 +118,27 @@ class Metric(ABC):
                 raise ValueError(f"two metrics are named {cls.name!r}")
             METRICS[cls.name] = cls
 
+    @classmethod
+    def unknown_settings(cls, settings: dict[str, Any] | None) -> list[str]:
+        """The names in ``settings`` that the backend does not read."""
+        return sorted(set(settings or {}) - set(cls.defaults))
+
+    @classmethod
+    def missing_settings(cls, settings: dict[str, Any] | None) -> list[str]:
+        """The settings without a default that ``settings`` leaves unset."""
+        return sorted(k for k, v in cls.defaults.items() if v is REQUIRED and k not in (settings or {}))
+
     def __init__(self, settings: dict[str, Any] | None, device: str | torch.device):
         settings = dict(settings or {})
-        unknown = sorted(set(settings) - set(self.defaults))
+        unknown = self.unknown_settings(settings)
         if unknown:
             raise ValueError(
                 f"metric {self.name!r}: unknown settings {unknown}; it reads {sorted(self.defaults)}"
             )
-        merged = {**self.defaults, **settings}
-        missing = sorted(k for k, v in merged.items() if v is REQUIRED)
+        missing = self.missing_settings(settings)
         if missing:
             raise ValueError(f"metric {self.name!r}: settings {missing} are required")
-        self.settings = merged
+        self.settings = {**self.defaults, **settings}
         self.device = torch.device(device)
 
     @abstractmethod

@@ -3,17 +3,17 @@ rule summarize_experiment:
         get_experiment_scores,
     output:
         summary=report(
-            "results/{experiment}/tables/summary.csv",
+            layout.SUMMARY,
             caption="../report/summary.rst",
             category="{experiment}",
             subcategory="Tables",
         ),
-        markdown="results/{experiment}/tables/summary.md",
-        latex="results/{experiment}/tables/summary.tex",
-        per_run="results/{experiment}/tables/per_run.csv",
-        matrices=directory("results/{experiment}/tables/matrices"),
+        markdown=layout.SUMMARY_MARKDOWN,
+        latex=layout.SUMMARY_LATEX,
+        per_run=layout.PER_RUN,
+        matrices=directory(layout.MATRICES),
     log:
-        "results/logs/{experiment}/summarize.log",
+        layout.log(layout.EXPERIMENT, "summarize_experiment"),
     params:
         methods=METHODS,
     conda:
@@ -25,17 +25,17 @@ rule summarize_experiment:
 rule plot_scores:
     input:
         scores=get_experiment_scores,
-        per_run="results/{experiment}/tables/per_run.csv",
+        per_run=layout.PER_RUN,
     output:
         report(
-            directory("results/{experiment}/figures/scores"),
+            directory(layout.partial(layout.FIGURES, figure_set="scores")),
             patterns=["{name}.png"],
             caption="../report/score_figures.rst",
             category="{experiment}",
             subcategory="Forgetting",
         ),
     log:
-        "results/logs/{experiment}/plot_scores.log",
+        layout.log(layout.EXPERIMENT, "plot_scores"),
     params:
         methods=METHODS,
     conda:
@@ -46,21 +46,20 @@ rule plot_scores:
 
 rule plot_samples:
     input:
-        unpack(get_final_samples),
-        base="results/{experiment}/base/samples",
+        samples=get_final_samples,
+        base=layout.BASE_SAMPLES,
     output:
         report(
-            directory("results/{experiment}/figures/samples"),
+            directory(layout.partial(layout.FIGURES, figure_set="samples")),
             patterns=["{name}.png"],
             caption="../report/sample_grids.rst",
             category="{experiment}",
             subcategory="Samples",
         ),
     log:
-        "results/logs/{experiment}/plot_samples.log",
+        layout.log(layout.EXPERIMENT, "plot_samples"),
     params:
-        methods=METHODS,
-        templates=get_grid_templates,
+        grid=get_plot_samples_params,
     conda:
         "../../envs/continual_lora.yaml"
     script:
@@ -69,20 +68,19 @@ rule plot_samples:
 
 rule plot_sign_conflicts:
     input:
-        unpack(get_first_run_task_loras),
+        task_loras=get_first_run_task_loras,
     output:
         report(
-            directory("results/{experiment}/figures/sign_conflicts"),
+            directory(layout.partial(layout.FIGURES, figure_set="sign_conflicts")),
             patterns=["{name}.png"],
             caption="../report/sign_conflicts.rst",
             category="{experiment}",
             subcategory="Sign conflicts",
         ),
     log:
-        "results/logs/{experiment}/plot_sign_conflicts.log",
+        layout.log(layout.EXPERIMENT, "plot_sign_conflicts"),
     params:
-        methods=METHODS,
-        n_tasks=lambda wildcards: EXPERIMENTS[wildcards.experiment].n_tasks,
+        labels=get_plot_sign_conflicts_params,
     conda:
         "../../envs/continual_lora.yaml"
     script:

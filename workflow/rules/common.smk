@@ -2,8 +2,10 @@ from snakemake.utils import min_version, validate
 
 from dataclasses import asdict
 
-from continual_lora.data import synthetic
+from continual_lora import layout
+from continual_lora.data.synthetic.catalogue import GENERIC_CLASSES
 from continual_lora.experiment import experiments_from_config, metric_names, parse_run
+from continual_lora.layout import path
 
 min_version("9.0")
 
@@ -23,8 +25,6 @@ if workflow.is_main_process:
 
 EXPERIMENTS = experiments_from_config(config)
 METHODS = list(config["methods"])
-TINY_MODEL = "results/models/tiny"
-CHECKPOINT = "results/{experiment}/{method}/{run}/task{task}/checkpoint"
 
 
 wildcard_constraints:
@@ -53,21 +53,29 @@ def uses_tiny_model():
 def base_model_ref():
     """What the scripts load (continual_lora.models.loading.ModelSource): the embedded
     model's folder, or a hub id or path with its optional VAE and variant."""
-    return config["base_model"] | {"name": TINY_MODEL} if uses_tiny_model() else config["base_model"]
+    return config["base_model"] | {"name": layout.TINY_MODEL} if uses_tiny_model() else config["base_model"]
 
 
 def get_base_model(wildcards=None):
     """The base model as a workflow input: the embedded model when it is built here."""
-    return TINY_MODEL if uses_tiny_model() else []
+    return layout.TINY_MODEL if uses_tiny_model() else []
 
 
-def concept_dir(experiment, concept):
-    return f"results/{experiment}/data/{concept}"
+def method_settings(method):
+    """The settings a method is built with, in training, evaluation and the audit alike."""
+    return config["method_settings"].get(method, {})
 
 
-def checkpoint_file(experiment, method, run, task, name):
-    folder = CHECKPOINT.format(experiment=experiment, method=method, run=run, task=task)
-    return f"{folder}/{name}"
+def concept_dirs(experiment, concepts):
+    return [path(layout.CONCEPT, experiment=experiment.name, concept=concept.name) for concept in concepts]
+
+
+def seen_concepts(wildcards):
+    """The concepts of every task of the run up to task t (what is evaluated), in task order."""
+    return EXPERIMENTS[wildcards.experiment].tasks(wildcards.run)[: int(wildcards.task)]
+
+
+# --------------------------------------------------------------------------- data
 
 
 def get_concept(wildcards):
@@ -80,7 +88,10 @@ def get_dataset_settings(wildcards):
 
 def get_tiny_sample_prompts():
     """Class-level prompts: what the pretrained tiny model should already draw."""
-    return [f"a photo of a {class_word}" for class_word in synthetic.GENERIC_CLASSES]
+    return [f"a photo of a {class_word}" for class_word in GENERIC_CLASSES]
+
+
+# --------------------------------------------------------------------------- training
 
 
 def get_train_task_input(wildcards):
@@ -88,12 +99,13 @@ def get_train_task_input(wildcards):
     handoff: nothing else of an earlier task, as the continual regime demands."""
     experiment = EXPERIMENTS[wildcards.experiment]
     task = int(wildcards.task)
-    inputs = {"concept": concept_dir(experiment.name, experiment.task(wildcards.run, task).name)}
+    concept = experiment.task(wildcards.run, task)
+    inputs = {"concept": path(layout.CONCEPT, experiment=experiment.name, concept=concept.name)}
     if get_base_model():
         inputs["base_model"] = get_base_model()
     if task > 1:
-        inputs["previous"] = checkpoint_file(
-            wildcards.experiment, wildcards.method, wildcards.run, task - 1, "handoff.safetensors"
+        inputs["previous"] = path(
+            layout.HANDOFF, experiment=experiment.name, method=wildcards.method, run=wildcards.run, task=task - 1
         )
     return inputs
 
@@ -101,6 +113,7 @@ def get_train_task_input(wildcards):
 def get_train_task_params(wildcards):
     return canonical({
         "base_model": base_model_ref(),
+        "method_settings": method_settings(wildcards.method),
         "training_seed": parse_run(wildcards.run)[1],
         "lora": config["lora"],
         "training": config["training"],
@@ -108,39 +121,53 @@ def get_train_task_params(wildcards):
     })
 
 
-def experiment_metrics(experiment):
-    """The experiment's metric backends with their settings, in config order."""
-    spec = config["experiments"][experiment]
-    names = metric_names(spec)
-    return {name: config["metric_settings"].get(name, {}) for name in names}
+def run_checkpoint_files(wildcards, template):
+    """``template`` (a checkpoint file) of every task of one run, in task order."""
+    n_tasks = EXPERIMENTS[wildcards.experiment].n_tasks
+    return [
+        path(template, experiment=wildcards.experiment, method=wildcards.method, run=wildcards.run, task=task)
+        for task in range(1, n_tasks + 1)
+    ]
 
 
-def get_seen_concepts(wildcards):
-    """The prepared data of every task of the run up to task t (what is evaluated)."""
+def get_run_handoffs(wildcards):
+    return run_checkpoint_files(wildcards, layout.HANDOFF)
+
+
+def get_run_init_loras(wildcards):
+    return run_checkpoint_files(wildcards, layout.INIT_LORA)
+
+
+def get_run_task_loras(wildcards):
+    return run_checkpoint_files(wildcards, layout.TASK_LORA)
+
+
+def get_audit_chain_params(wildcards):
+    return method_settings(wildcards.method)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def get_seen_concept_dirs(wildcards):
+    return concept_dirs(EXPERIMENTS[wildcards.experiment], seen_concepts(wildcards))
+
+
+def get_all_concept_dirs(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
-    seen = experiment.tasks(wildcards.run)[: int(wildcards.task)]
-    return {concept.name: concept_dir(experiment.name, concept.name) for concept in seen}
+    return concept_dirs(experiment, experiment.concepts)
 
 
-def get_all_concepts(wildcards):
-    experiment = EXPERIMENTS[wildcards.experiment]
-    return {concept.name: concept_dir(experiment.name, concept.name) for concept in experiment.concepts}
-
-
-def get_generation_params(wildcards):
-    """(task index in the run, concept) of every task to sample, and the sampler."""
-    experiment = EXPERIMENTS[wildcards.experiment]
-    if hasattr(wildcards, "task"):
-        tasks = [(i, asdict(c)) for i, c in enumerate(experiment.tasks(wildcards.run)[: int(wildcards.task)], start=1)]
-    else:
-        tasks = [(None, asdict(c)) for c in experiment.concepts]
+def generation_params(experiment, method, tasks):
+    """The sampler's settings for ``method``'s model, and ``tasks``: (task index in
+    the run or None for the base model, concept) of every task to sample."""
     evaluation = config["evaluation"]
-    method = getattr(wildcards, "method", "base")
     return canonical({
         "base_model": base_model_ref(),
         "device": config["device"],
-        "tasks": tasks,
-        **evaluated_method(method),
+        "tasks": [(index, asdict(concept)) for index, concept in tasks],
+        "method": method,
+        "method_settings": method_settings(method),
         "settings": {
             "templates": evaluation["templates"][experiment.domain],
             "samples_per_prompt": evaluation["samples_per_prompt"],
@@ -156,77 +183,101 @@ def get_generation_params(wildcards):
     })
 
 
-def evaluated_method(method):
-    """Which method's checkpoints a job evaluates ("base": none), with its settings,
-    which may choose the model evaluated (ortho_init's evaluate)."""
-    return {"method": method, "method_settings": config["method_settings"].get(method, {})}
+def get_generate_samples_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return generation_params(experiment, wildcards.method, enumerate(seen_concepts(wildcards), start=1))
 
 
-def get_scoring_params(wildcards):
+def get_generate_base_samples_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return generation_params(experiment, "base", [(None, concept) for concept in experiment.concepts])
+
+
+def scoring_params(experiment, method, concepts, run, after_task):
+    """The metrics and the model they may query; ``concepts`` names the concept folders
+    of the job's input, in their order."""
+    spec = config["experiments"][experiment.name]
     return canonical({
         "base_model": base_model_ref(),
         "device": config["device"],
-        "metrics": experiment_metrics(wildcards.experiment),
+        "metrics": {name: config["metric_settings"].get(name, {}) for name in metric_names(spec)},
         "dtype": config["evaluation"]["dtype"],
-        **evaluated_method(getattr(wildcards, "method", "base")),
-        "run": getattr(wildcards, "run", ""),
-        "after_task": int(getattr(wildcards, "task", 0)),
+        "method": method,
+        "method_settings": method_settings(method),
+        "concepts": [concept.name for concept in concepts],
+        "run": run,
+        "after_task": after_task,
     })
+
+
+def get_score_samples_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    concepts = seen_concepts(wildcards)
+    return scoring_params(experiment, wildcards.method, concepts, wildcards.run, int(wildcards.task))
+
+
+def get_score_base_samples_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return scoring_params(experiment, "base", experiment.concepts, "", 0)
+
+
+# --------------------------------------------------------------------------- aggregation
 
 
 def get_experiment_scores(wildcards):
     """Every scores.csv of an experiment: the base model's and each checkpoint's."""
     experiment = EXPERIMENTS[wildcards.experiment]
-    files = [f"results/{experiment.name}/base/scores.csv"]
+    files = [path(layout.BASE_SCORES, experiment=experiment.name)]
     for method in METHODS:
         for run in experiment.runs:
             for task in range(1, experiment.n_tasks + 1):
-                files.append(f"results/{experiment.name}/{method}/{run}/task{task}/scores.csv")
+                files.append(path(layout.SCORES, experiment=experiment.name, method=method, run=run, task=task))
     return files
 
 
 def get_final_samples(wildcards):
-    """Per method, the samples after the last task of the experiment's first run."""
+    """Per method, in METHODS order, the samples after the last task of the experiment's first run."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    run, task = experiment.runs[0], experiment.n_tasks
+    return [path(layout.SAMPLES, experiment=experiment.name, method=method, run=run, task=task) for method in METHODS]
+
+
+def get_plot_samples_params(wildcards):
+    """The methods of the input's samples, in order, and the first two templates, as
+    the paper shows two prompts per domain."""
+    domain = EXPERIMENTS[wildcards.experiment].domain
+    return {"methods": METHODS, "templates": dict(enumerate(config["evaluation"]["templates"][domain][:2]))}
+
+
+def first_run_task_loras(wildcards):
+    """(method, task, task_lora file) of every task of the experiment's first run."""
     experiment = EXPERIMENTS[wildcards.experiment]
     run = experiment.runs[0]
-    return {method: f"results/{experiment.name}/{method}/{run}/task{experiment.n_tasks}/samples" for method in METHODS}
-
-
-def get_grid_templates(wildcards):
-    """The first two templates, as the paper shows two prompts per domain."""
-    domain = EXPERIMENTS[wildcards.experiment].domain
-    return dict(enumerate(config["evaluation"]["templates"][domain][:2]))
+    return [
+        (method, task, path(layout.TASK_LORA, experiment=experiment.name, method=method, run=run, task=task))
+        for method in METHODS
+        for task in range(1, experiment.n_tasks + 1)
+    ]
 
 
 def get_first_run_task_loras(wildcards):
-    experiment = EXPERIMENTS[wildcards.experiment]
-    run = experiment.runs[0]
-    return {
-        f"{method}_task{task}": checkpoint_file(experiment.name, method, run, task, "task_lora.safetensors")
-        for method in METHODS
-        for task in range(1, experiment.n_tasks + 1)
-    }
+    return [file for _, _, file in first_run_task_loras(wildcards)]
 
 
-def get_run_checkpoints(wildcards):
-    """Every task's checkpoint of one run, for analyses of the whole chain."""
-    n_tasks = EXPERIMENTS[wildcards.experiment].n_tasks
-    return {
-        f"{kind}{task}": checkpoint_file(wildcards.experiment, wildcards.method, wildcards.run, task, f"{kind}.safetensors")
-        for task in range(1, n_tasks + 1)
-        for kind in ("handoff", "task_lora", "init_lora")
-    }
+def get_plot_sign_conflicts_params(wildcards):
+    """What each input file is: [method, task], in the input's order."""
+    return {"task_loras": [[method, task] for method, task, _ in first_run_task_loras(wildcards)]}
 
 
 def get_final_outputs():
     outputs = []
     if uses_tiny_model():
-        outputs.append("results/models/tiny_samples.png")
+        outputs.append(layout.TINY_SAMPLES)
     for experiment in EXPERIMENTS.values():
         for method in METHODS:
             for run in experiment.runs:
-                outputs.append(f"results/{experiment.name}/{method}/{run}/chain_audit.json")
-        outputs.append(f"results/{experiment.name}/tables/summary.csv")
-        for figure_set in ("scores", "samples", "sign_conflicts"):
-            outputs.append(f"results/{experiment.name}/figures/{figure_set}")
+                outputs.append(path(layout.CHAIN_AUDIT, experiment=experiment.name, method=method, run=run))
+        outputs.append(path(layout.SUMMARY, experiment=experiment.name))
+        for figure_set in layout.FIGURE_SETS:
+            outputs.append(path(layout.FIGURES, experiment=experiment.name, figure_set=figure_set))
     return outputs

@@ -1,8 +1,8 @@
 rule prepare_concept:
     output:
-        directory("results/{experiment}/data/{concept}"),
+        directory(layout.CONCEPT),
     log:
-        "results/logs/{experiment}/data/{concept}.log",
+        layout.log(layout.CONCEPT, "prepare_concept"),
     params:
         concept=get_concept,
         dataset=get_dataset_settings,

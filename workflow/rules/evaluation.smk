@@ -1,17 +1,17 @@
 rule generate_samples:
     input:
-        unpack(get_seen_concepts),
-        handoff=f"{CHECKPOINT}/handoff.safetensors",
-        task_lora=f"{CHECKPOINT}/task_lora.safetensors",
+        concepts=get_seen_concept_dirs,
+        handoff=layout.HANDOFF,
+        task_lora=layout.TASK_LORA,
         base_model=get_base_model,
     output:
-        directory("results/{experiment}/{method}/{run}/task{task}/samples"),
+        directory(layout.SAMPLES),
     log:
-        "results/logs/{experiment}/{method}/{run}/task{task}/generate.log",
+        layout.log(layout.TASK, "generate_samples"),
     benchmark:
-        "results/benchmarks/{experiment}/{method}/{run}/task{task}/generate.tsv"
+        layout.benchmark(layout.TASK, "generate_samples")
     params:
-        generation=get_generation_params,
+        generation=get_generate_samples_params,
     resources:
         gpu=1,
     conda:
@@ -22,31 +22,33 @@ rule generate_samples:
 
 use rule generate_samples as generate_base_samples with:
     input:
-        unpack(get_all_concepts),
+        concepts=get_all_concept_dirs,
         base_model=get_base_model,
     output:
-        directory("results/{experiment}/base/samples"),
+        directory(layout.BASE_SAMPLES),
     log:
-        "results/logs/{experiment}/base/generate.log",
+        layout.log(layout.BASE, "generate_base_samples"),
     benchmark:
-        "results/benchmarks/{experiment}/base/generate.tsv"
+        layout.benchmark(layout.BASE, "generate_base_samples")
+    params:
+        generation=get_generate_base_samples_params,
 
 
 rule score_samples:
     input:
-        unpack(get_seen_concepts),
-        samples="results/{experiment}/{method}/{run}/task{task}/samples",
-        handoff=f"{CHECKPOINT}/handoff.safetensors",
-        task_lora=f"{CHECKPOINT}/task_lora.safetensors",
+        concepts=get_seen_concept_dirs,
+        samples=layout.SAMPLES,
+        handoff=layout.HANDOFF,
+        task_lora=layout.TASK_LORA,
         base_model=get_base_model,
     output:
-        "results/{experiment}/{method}/{run}/task{task}/scores.csv",
+        layout.SCORES,
     log:
-        "results/logs/{experiment}/{method}/{run}/task{task}/score.log",
+        layout.log(layout.TASK, "score_samples"),
     benchmark:
-        "results/benchmarks/{experiment}/{method}/{run}/task{task}/score.tsv"
+        layout.benchmark(layout.TASK, "score_samples")
     params:
-        scoring=get_scoring_params,
+        scoring=get_score_samples_params,
     resources:
         gpu=1,
     conda:
@@ -57,12 +59,14 @@ rule score_samples:
 
 use rule score_samples as score_base_samples with:
     input:
-        unpack(get_all_concepts),
-        samples="results/{experiment}/base/samples",
+        concepts=get_all_concept_dirs,
+        samples=layout.BASE_SAMPLES,
         base_model=get_base_model,
     output:
-        "results/{experiment}/base/scores.csv",
+        layout.BASE_SCORES,
     log:
-        "results/logs/{experiment}/base/score.log",
+        layout.log(layout.BASE, "score_base_samples"),
     benchmark:
-        "results/benchmarks/{experiment}/base/score.tsv"
+        layout.benchmark(layout.BASE, "score_base_samples")
+    params:
+        scoring=get_score_base_samples_params,

@@ -1,10 +1,10 @@
 rule pretrain_tiny_model:
     output:
-        directory(TINY_MODEL),
+        directory(layout.TINY_MODEL),
     log:
-        "results/logs/models/pretrain_tiny_model.log",
+        layout.log(layout.MODELS, "pretrain_tiny_model"),
     benchmark:
-        "results/benchmarks/models/pretrain_tiny_model.tsv"
+        layout.benchmark(layout.MODELS, "pretrain_tiny_model")
     params:
         settings=canonical(config["tiny_model"]),
     resources:
@@ -17,15 +17,15 @@ rule pretrain_tiny_model:
 
 rule sample_tiny_model:
     input:
-        TINY_MODEL,
+        layout.TINY_MODEL,
     output:
         report(
-            "results/models/tiny_samples.png",
+            layout.TINY_SAMPLES,
             caption="../report/tiny_samples.rst",
             category="Base model",
         ),
     log:
-        "results/logs/models/sample_tiny_model.log",
+        layout.log(layout.MODELS, "sample_tiny_model"),
     params:
         prompts=get_tiny_sample_prompts(),
     resources:

@@ -2,14 +2,14 @@ rule train_task:
     input:
         unpack(get_train_task_input),
     output:
-        handoff=f"{CHECKPOINT}/handoff.safetensors",
-        task_lora=f"{CHECKPOINT}/task_lora.safetensors",
-        init_lora=f"{CHECKPOINT}/init_lora.safetensors",
-        meta=f"{CHECKPOINT}/meta.json",
+        handoff=layout.HANDOFF,
+        task_lora=layout.TASK_LORA,
+        init_lora=layout.INIT_LORA,
+        meta=layout.META,
     log:
-        "results/logs/{experiment}/{method}/{run}/task{task}/train.log",
+        layout.log(layout.TASK, "train_task"),
     benchmark:
-        "results/benchmarks/{experiment}/{method}/{run}/task{task}/train.tsv"
+        layout.benchmark(layout.TASK, "train_task")
     params:
         settings=get_train_task_params,
     resources:
@@ -22,13 +22,15 @@ rule train_task:
 
 rule audit_chain:
     input:
-        unpack(get_run_checkpoints),
+        handoffs=get_run_handoffs,
+        init_loras=get_run_init_loras,
+        task_loras=get_run_task_loras,
     output:
-        "results/{experiment}/{method}/{run}/chain_audit.json",
+        layout.CHAIN_AUDIT,
     log:
-        "results/logs/{experiment}/{method}/{run}/chain_audit.log",
+        layout.log(layout.RUN, "audit_chain"),
     params:
-        scale=config["lora"]["alpha"] / config["lora"]["rank"],
+        method_settings=get_audit_chain_params,
     conda:
         "../../envs/continual_lora.yaml"
     script:

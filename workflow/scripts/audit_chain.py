@@ -7,9 +7,6 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from continual_lora.audit import audit_run
 
-n_tasks = len(snakemake.input) // 3
-tasks = [
-    (snakemake.input[f"handoff{t}"], snakemake.input[f"init_lora{t}"], snakemake.input[f"task_lora{t}"])
-    for t in range(1, n_tasks + 1)
-]
-audit_run(snakemake.wildcards.method, tasks, snakemake.output[0], log=print)
+# Each input is one file per task, in task order.
+tasks = list(zip(snakemake.input.handoffs, snakemake.input.init_loras, snakemake.input.task_loras, strict=True))
+audit_run(snakemake.wildcards.method, tasks, snakemake.output[0], snakemake.params.method_settings, log=print)

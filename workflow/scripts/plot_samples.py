@@ -8,7 +8,8 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 from continual_lora.atomic import atomic_directory
 from continual_lora.reporting import sample_grid_figures
 
-final_samples = {method: snakemake.input[method] for method in snakemake.params.methods}
+grid = snakemake.params.grid
+final_samples = dict(zip(grid["methods"], snakemake.input.samples, strict=True))
 with atomic_directory(snakemake.output[0]) as out_dir:
-    written = sample_grid_figures(final_samples, snakemake.input.base, snakemake.params.templates, out_dir)
+    written = sample_grid_figures(final_samples, snakemake.input.base, grid["templates"], out_dir)
 print("\n".join(path.name for path in written))

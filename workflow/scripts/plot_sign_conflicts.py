@@ -8,10 +8,10 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 from continual_lora.atomic import atomic_directory
 from continual_lora.reporting import sign_conflict_figures
 
-task_loras = {
-    method: [snakemake.input[f"{method}_task{t}"] for t in range(1, snakemake.params.n_tasks + 1)]
-    for method in snakemake.params.methods
-}
+# The input's task adapters in (method, task) order, as the params label them.
+task_loras = {}
+for (method, _), path in zip(snakemake.params.labels["task_loras"], snakemake.input.task_loras, strict=True):
+    task_loras.setdefault(method, []).append(path)
 with atomic_directory(snakemake.output[0]) as out_dir:
     written = sign_conflict_figures(task_loras, out_dir)
 print("\n".join(path.name for path in written))

@@ -13,9 +13,7 @@ from continual_lora.scoring import ModelHandle
 params = snakemake.params.scoring
 device = resolve_device(params["device"])
 handoff = snakemake.input.get("handoff")
-concept_dirs = {
-    name: path for name, path in snakemake.input.items() if name not in ("samples", "handoff", "task_lora", "base_model")
-}
+concept_dirs = dict(zip(params["concepts"], snakemake.input.concepts, strict=True))
 method = get_method(params["method"], params["method_settings"]) if handoff else None
 score_samples(
     samples_dir=snakemake.input.samples,

@@ -11,16 +11,16 @@ from continual_lora.lora import LoraSpec
 from continual_lora.training import TrainingSettings, train_task
 
 settings = snakemake.params.settings
-lora = settings["lora"]
 train_task(
     base_model=settings["base_model"],
     method=snakemake.wildcards.method,
     task_index=int(snakemake.wildcards.task),
     concept_dir=snakemake.input.concept,
     previous_handoff=snakemake.input.get("previous"),
-    spec=LoraSpec(rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["target_modules"])),
-    settings=TrainingSettings(**settings["training"]),
+    spec=LoraSpec.from_config(settings["lora"]),
+    settings=TrainingSettings.from_config(settings["training"]),
     training_seed=settings["training_seed"],
     out_dir=Path(snakemake.output.handoff).parent,
     device=settings["device"],
+    method_settings=settings["method_settings"],
 )
