@@ -585,7 +585,7 @@ SECTIONS = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", default=str(REPO / "results"), help="a finished run's results folder (rules section)")
+    parser.add_argument("--results", default=str(REPO / layout.RESULTS), help="a finished run's results folder (rules section)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu_suite.json"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few steps, no dry run: seconds")
     parser.add_argument("--model", help="a diffusers folder of the tiny model (default: the run's, else built)")

@@ -185,24 +185,27 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
     with clock(times, "setup_s"):
         unet = build_unet(sizes, device, settings.weight_dtype)
         encoders = build_text_encoders(sizes, device, settings.weight_dtype)
-        # The reference keeps its VAE in fp32 ("to avoid NaN losses"); ours loads the
-        # whole pipeline in the training precision.
-        vae = build_vae(sizes, device, torch.float32 if reference else settings.weight_dtype)
+        # Both keep the VAE in float32 whatever the precision ("to avoid NaN losses"),
+        # as TaskTrainer.load does.
+        vae = build_vae(sizes, device, torch.float32)
         generator = torch.Generator().manual_seed(0)
-        params = attach_adapter(unet, spec, fresh_factors(linear_shapes(unet, spec), spec.rank, generator))
-        if settings.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        unet.train()
-        optimizer, optimizer_name = optimizer_for(params, settings)
-        train_step = TrainingStep(
-            unet=unet,
-            params=params,
-            optimizer=optimizer,
+        optimizer_used = {}
+
+        def recorded_optimizer(params, settings):
+            optimizer, optimizer_used["name"] = optimizer_for(params, settings)
+            return optimizer
+
+        train_step = TrainingStep.on_new_adapter(
+            unet,
+            spec,
+            fresh_factors(linear_shapes(unet, spec), spec.rank, generator),
+            settings,
             precision=MixedPrecision(settings.weight_dtype, device),
             noise_scheduler=noise_scheduler(),
-            max_grad_norm=settings.max_grad_norm,
             generator=generator,
+            optimizer_for=recorded_optimizer,
         )
+        params = train_step.params
         # One row per task image, as CachedTask holds it (the reference path encodes a
         # batch of fresh images each step and uses the first rows).
         condition = random_condition(sizes, max(N_TASK_IMAGES, settings.batch_size), device, settings.weight_dtype)
@@ -255,7 +258,7 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
     step_s = times["steps_s"] / args.train_steps
     result = {
         "settings": {k: getattr(settings, k) for k in ("mixed_precision", "gradient_checkpointing", "optimizer", "batch_size", "resolution")},
-        "optimizer_used": optimizer_name,
+        "optimizer_used": optimizer_used["name"],
         "vae_dtype": str(vae.dtype).removeprefix("torch."),
         "vae_encodes_every_step": reference,
         "attention_processor": attention_processor(unet),

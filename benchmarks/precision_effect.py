@@ -77,8 +77,8 @@ def inputs(args) -> tuple[Path, list[Path]]:
     if args.concepts:
         concepts = [Path(c) for c in args.concepts]
     else:
-        data = layout.in_results(results, layout.CONCEPT, experiment="tiny_objects", concept="*")
-        concepts = sorted(p.parent for p in data.parent.glob(f"*/{CONCEPT_FILE}"))
+        data = layout.in_results(results, layout.DATA, experiment="tiny_objects")
+        concepts = sorted(p.parent for p in data.glob(f"*/{CONCEPT_FILE}"))
     return model, concepts[: args.tasks]
 
 

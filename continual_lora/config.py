@@ -384,7 +384,8 @@ def _short_names(names: list[str]) -> list[str]:
 @config_check
 def lora_target_modules(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
     """Every name in lora.target_modules is a linear layer of the UNet, found here
-    rather than in the first training job; the resolution check has read the configs.
+    rather than in the first training job. It runs after the resolution check, which
+    has reported a local folder without the configs.
 
     The attention projections (the default targets) are in every UNet an SD or SDXL
     pipeline has, so only other names are looked up: building the UNet needs diffusers,

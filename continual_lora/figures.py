@@ -1,4 +1,5 @@
-"""The paper's figures (docs/reproduction.md), drawn from the pipeline's tables and adapters.
+"""The paper's figures (docs/reproduction.md), drawn from the pipeline's tables, samples
+and the task-update matrices of continual_lora.task_updates.
 
 Every plot builds a ``matplotlib.figure.Figure`` directly rather than going through
 pyplot, so nothing depends on a display or on global figure state, and each one is

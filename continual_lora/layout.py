@@ -32,7 +32,8 @@ TINY_SAMPLES = MODELS + "/tiny_samples.png"
 # One experiment: its prepared data, the base model's samples and scores, its tables
 # and figures.
 EXPERIMENT = "results/{experiment}"
-CONCEPT = EXPERIMENT + "/data/{concept}"
+DATA = EXPERIMENT + "/data"
+CONCEPT = DATA + "/{concept}"
 BASE = EXPERIMENT + "/base"
 BASE_SAMPLES = BASE + "/samples"
 BASE_SCORES = BASE + "/scores.csv"

@@ -235,6 +235,35 @@ class TrainingStep:
     max_grad_norm: float
     generator: torch.Generator
 
+    @classmethod
+    def on_new_adapter(
+        cls,
+        unet: torch.nn.Module,
+        spec: LoraSpec,
+        init: Factors,
+        settings: TrainingSettings,
+        *,
+        precision: MixedPrecision,
+        noise_scheduler: DDPMScheduler,
+        generator: torch.Generator,
+        optimizer_for: Callable[[list, TrainingSettings], torch.optim.Optimizer] = make_optimizer,
+    ) -> TrainingStep:
+        """The adapter attached to ``unet`` at its initial factors ``init`` (after the
+        method's update is fused in), and the step that trains it."""
+        params = attach_adapter(unet, spec, init)
+        if settings.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        unet.train()
+        return cls(
+            unet=unet,
+            params=params,
+            optimizer=optimizer_for(params, settings),
+            precision=precision,
+            noise_scheduler=noise_scheduler,
+            max_grad_norm=settings.max_grad_norm,
+            generator=generator,
+        )
+
     def __call__(self, task: CachedTask, index: torch.Tensor) -> float:
         """The loss on the images ``index``, after the update it drove; a loss that is
         not finite raises before it can corrupt the adapter."""
@@ -293,17 +322,13 @@ class TaskTrainer:
         fresh = fresh_factors(linear_shapes(unet, self.spec), self.spec.rank, self.generator)
         self.task_start = self.continual.start(self.previous, fresh, self.spec)
         apply_update(unet, self.task_start.frozen_delta)
-        params = attach_adapter(unet, self.spec, self.task_start.init)
-        if self.settings.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        unet.train()
-        self.train_step = TrainingStep(
-            unet=unet,
-            params=params,
-            optimizer=make_optimizer(params, self.settings),
+        self.train_step = TrainingStep.on_new_adapter(
+            unet,
+            self.spec,
+            self.task_start.init,
+            self.settings,
             precision=self.precision,
             noise_scheduler=DDPMScheduler.from_config(self.pipeline.scheduler.config),
-            max_grad_norm=self.settings.max_grad_norm,
             generator=self.generator,
         )
 
@@ -419,6 +444,7 @@ def train_task(
         "scale": spec.scale,
         "target_modules": list(spec.target_modules),
         "base_model": asdict(trainer.base_model),
+        "method_settings": continual.settings,
         "previous_handoff": str(previous_handoff) if previous_handoff else None,
         "settings": asdict(settings),
         "device": str(trainer.device),

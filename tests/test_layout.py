@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from continual_lora import checkpoint, layout
+from continual_lora import layout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,13 +27,6 @@ def test_logs_and_benchmarks_mirror_the_folder_they_are_about_and_are_named_afte
     assert layout.log(layout.TASK, "train_task") == "results/logs/{experiment}/{method}/{run}/task{task}/train_task.log"
     assert layout.benchmark(layout.BASE, "score_base_samples") == "results/benchmarks/{experiment}/base/score_base_samples.tsv"
     assert layout.log(layout.MODELS, "pretrain_tiny_model") == "results/logs/models/pretrain_tiny_model.log"
-
-
-def test_the_checkpoint_folder_holds_the_files_the_checkpoint_module_writes():
-    assert checkpoint.CHECKPOINT_FILES == (checkpoint.HANDOFF, checkpoint.TASK_LORA, checkpoint.INIT_LORA, checkpoint.META)
-    for template, name in [(layout.HANDOFF, checkpoint.HANDOFF), (layout.TASK_LORA, checkpoint.TASK_LORA),
-                           (layout.INIT_LORA, checkpoint.INIT_LORA), (layout.META, checkpoint.META)]:  # fmt: skip
-        assert template == f"{layout.CHECKPOINT}/{name}"
 
 
 def test_the_folders_the_workflow_keeps_for_itself_are_the_ones_it_writes():

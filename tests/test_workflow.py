@@ -115,6 +115,20 @@ def test_micro_run_is_complete_and_a_second_invocation_has_nothing_to_do(micro_r
     assert "Nothing to be done" in run_snakemake(micro_run, CONFIGS / "micro.yaml", "--dry-run")
 
 
+def test_choosing_which_model_ortho_init_is_evaluated_as_retrains_nothing(micro_run, tmp_path):
+    config = yaml.safe_load((CONFIGS / "micro.yaml").read_text())
+    assert config["method_settings"]["ortho_init"] == {"evaluate": "trained"}
+    config["method_settings"]["ortho_init"] = {"evaluate": "handoff"}
+    changed = tmp_path / "handoff.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(run_snakemake(micro_run, changed, "--dry-run"))
+    checkpoints = sum(e.n_tasks * len(e.runs) for e in experiments_from_config(config).values())
+    rerun = {(job.rule, job.wildcards.get("method")) for job in jobs}
+    assert not {rule for rule, _ in rerun} & {"train_task", "audit_chain", "prepare_concept", "pretrain_tiny_model"}
+    assert {method for rule, method in rerun if rule in ("generate_samples", "score_samples")} == {"ortho_init"}
+    assert sum(job.rule == "score_samples" for job in jobs) == checkpoints
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

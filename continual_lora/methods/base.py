@@ -40,6 +40,9 @@ class ContinualMethod(ABC):
     name: ClassVar[str]
     handoff_format: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    # The settings that choose only which model is evaluated after a task: training
+    # and the audit never see them, so changing one retrains nothing.
+    evaluation_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: dict[str, Any] | None = None):
         settings = dict(settings or {})

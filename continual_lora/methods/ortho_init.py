@@ -39,6 +39,7 @@ class OrthogonalInit(ContinualMethod):
     name = "ortho_init"
     handoff_format = "adapter"
     defaults = {"evaluate": "handoff"}
+    evaluation_settings = ("evaluate",)
 
     def __init__(self, settings=None):
         super().__init__(settings)

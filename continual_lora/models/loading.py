@@ -100,13 +100,17 @@ def load_pipeline(
 
 
 def checkpoint_deltas(
-    handoff: str | Path, device: str | torch.device = "cpu", method: ContinualMethod | None = None
+    handoff: str | Path,
+    device: str | torch.device = "cpu",
+    method: ContinualMethod | None = None,
+    task_lora: str | Path | None = None,
 ) -> Tensors:
     """The update of the model evaluated after a task, from its ``handoff.safetensors``
     (and, for a ``method`` that evaluates another model than the one it hands on, the
-    task's adapter beside it), computed on ``device`` (the one the model will run on)."""
+    task's adapter ``task_lora``, by default the one in the same checkpoint folder),
+    computed on ``device`` (the one the model will run on)."""
     stored = load_tensors(handoff)
     if method is None or method.evaluates_handoff:
         return stored.model_delta(device)
-    trained = load_tensors(Path(handoff).with_name(TASK_LORA)).factors()
+    trained = load_tensors(task_lora or Path(handoff).with_name(TASK_LORA)).factors()
     return method.evaluated_update(stored.tensors, trained, stored.scale, device)

@@ -52,13 +52,15 @@ class ModelHandle:
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype = torch.float32,
         method: Any = None,  # the ContinualMethod that wrote the handoff, with its settings
+        task_lora: str | Path | None = None,
     ) -> ModelHandle:
-        """The model evaluated after a task (its ``handoff.safetensors``), or the base
-        model for None."""
+        """The model evaluated after a task (its ``handoff.safetensors``, and its
+        ``task_lora`` where the method evaluates another model than it hands on), or the
+        base model for None."""
         # Deferred: diffusers is heavy, and most metrics never need a pipeline.
         from continual_lora.models.loading import checkpoint_deltas, load_pipeline
 
-        deltas = checkpoint_deltas(handoff, device, method) if handoff is not None else {}
+        deltas = checkpoint_deltas(handoff, device, method, task_lora) if handoff is not None else {}
         pipeline = load_pipeline(base_model, deltas, device, dtype)
         # Kept in host memory for the whole job: a metric moves them one module at a time.
         return cls(pipeline, {name: delta.cpu() for name, delta in deltas.items()})

@@ -62,8 +62,19 @@ def get_base_model(wildcards=None):
 
 
 def method_settings(method):
-    """The settings a method is built with, in training, evaluation and the audit alike."""
+    """The settings a method is built with to evaluate its checkpoints."""
     return config["method_settings"].get(method, {})
+
+
+def training_method_settings(method):
+    """The settings a method trains and is audited with: all but those that only choose
+    the model evaluated, which must not retrain anything."""
+    # Here, not at the top: the registry imports torch, which only the training and
+    # audit jobs (and the main process's config checks) load anyway.
+    from continual_lora.methods import METHODS as REGISTERED_METHODS
+
+    evaluation_only = REGISTERED_METHODS[method].evaluation_settings
+    return {key: value for key, value in method_settings(method).items() if key not in evaluation_only}
 
 
 def concept_dirs(experiment, concepts):
@@ -113,7 +124,7 @@ def get_train_task_input(wildcards):
 def get_train_task_params(wildcards):
     return canonical({
         "base_model": base_model_ref(),
-        "method_settings": method_settings(wildcards.method),
+        "method_settings": training_method_settings(wildcards.method),
         "training_seed": parse_run(wildcards.run)[1],
         "lora": config["lora"],
         "training": config["training"],
@@ -143,7 +154,7 @@ def get_run_task_loras(wildcards):
 
 
 def get_audit_chain_params(wildcards):
-    return method_settings(wildcards.method)
+    return canonical(training_method_settings(wildcards.method))
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -1,3 +1,5 @@
+# The prompts come from the params; the prepared concepts are inputs so that a concept
+# prepared anew (its dataset changed) is sampled anew.
 rule generate_samples:
     input:
         concepts=get_seen_concept_dirs,

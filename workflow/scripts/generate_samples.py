@@ -17,7 +17,7 @@ device = resolve_device(params["device"])
 method = get_method(params["method"], params["method_settings"]) if handoff else None
 pipeline = load_pipeline(
     params["base_model"],
-    checkpoint_deltas(handoff, device, method) if handoff else None,
+    checkpoint_deltas(handoff, device, method, snakemake.input.task_lora) if handoff else None,
     device=device,
     dtype=params["dtype"],
 )

@@ -19,7 +19,9 @@ score_samples(
     samples_dir=snakemake.input.samples,
     concept_dirs=concept_dirs,
     metrics=params["metrics"],
-    model=lambda: ModelHandle.load(params["base_model"], handoff, device, params["dtype"], method),
+    model=lambda: ModelHandle.load(
+        params["base_model"], handoff, device, params["dtype"], method, snakemake.input.get("task_lora")
+    ),
     method=params["method"],
     run=params["run"],
     after_task=params["after_task"],
