@@ -15,6 +15,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/aggregation.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from continual_lora import layout
-from continual_lora.data.sources import DatasetError
+from continual_lora.data.sources import DatasetError, DatasetMissing
 from continual_lora.experiment import experiments_from_config, metric_names
 from continual_lora.generation import scheduler_class
 from continual_lora.lora import DEFAULT_TARGET_MODULES, is_target
@@ -54,6 +54,8 @@ class Workspace:
 
     directory: Path
     schema: dict[str, Any] | None = None
+    # A dry run may go on without the datasets (missing_datasets warns of them).
+    missing_data_ok: bool = False
 
     def path(self, name: str) -> Path:
         return self.directory / Path(name).expanduser()
@@ -69,16 +71,20 @@ def config_check(check: Check) -> Check:
 
 
 def check_config(
-    config: dict[str, Any], schema: str | Path | dict | None = None, directory: str | Path | None = None
+    config: dict[str, Any],
+    schema: str | Path | dict | None = None,
+    directory: str | Path | None = None,
+    missing_data_ok: bool = False,
 ) -> None:
     """Raise ConfigError with one sentence per problem, from the first check that finds any.
 
     ``schema`` (the schema file or its content) lets numbers be checked against the
-    types it declares; ``directory`` is where the workflow runs (default: here).
+    types it declares; ``directory`` is where the workflow runs (default: here);
+    ``missing_data_ok`` lets a dataset not yet downloaded pass (a dry run).
     """
     if isinstance(schema, (str, Path)):
         schema = yaml.safe_load(Path(schema).read_text())
-    workspace = Workspace(Path(directory) if directory is not None else Path.cwd(), schema)
+    workspace = Workspace(Path(directory) if directory is not None else Path.cwd(), schema, missing_data_ok)
     for check in CHECKS:
         problems = [sentence(problem) for problem in check(config, workspace)]
         if problems:
@@ -429,7 +435,29 @@ def datasets(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
         prefix = f"experiments.{name}"
         try:
             experiment.source.check(experiment.n_tasks)
+        except DatasetMissing as error:
+            if not workspace.missing_data_ok:
+                yield f"config key '{prefix}.{error.key}': {error.detail}"
         except DatasetError as error:
             yield f"config key '{prefix}.{error.key}': {error.detail}"
         except (OSError, ValueError) as error:
             yield f"config key '{prefix}.dataset': {error}"
+
+
+def missing_datasets(config: dict[str, Any]) -> list[str]:
+    """One line per experiment whose dataset is not there yet: which, where it belongs,
+    and what belongs there."""
+    lines = []
+    for name, experiment in experiments_from_config(config).items():
+        try:
+            experiment.source.concepts(experiment.n_tasks)
+        except DatasetMissing as error:
+            source, n = experiment.source, experiment.n_tasks
+            lines.append(
+                f"experiments.{name}.dataset.path: {str(error.path)!r} is not there yet; put "
+                f"{source.expected_content} there. Until then its {n} concepts show as "
+                f"{source.name}_missing_01..{n:02d}."
+            )
+        except (OSError, ValueError):
+            continue  # a dataset that is there but wrong: check_config's to report
+    return lines

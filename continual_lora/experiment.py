@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from continual_lora.data.concepts import Concept
-from continual_lora.data.sources import DatasetSource, make_source
+from continual_lora.data.sources import DatasetMissing, DatasetSource, make_source
 
 RUN_PATTERN = re.compile(r"order(?P<order>\d+)_seed(?P<seed>\d+)")
 
@@ -55,6 +55,8 @@ class Experiment:
     order_seeds: list[int]
     training_seeds: list[int]
     dataset: dict[str, Any] = field(default_factory=dict)
+    # A dry run shows the graph before the data is there, with stand-in concepts.
+    missing_data_ok: bool = False
 
     @cached_property
     def source(self) -> DatasetSource:
@@ -62,8 +64,14 @@ class Experiment:
 
     @cached_property
     def concepts(self) -> list[Concept]:
-        """The experiment's task list in the dataset's canonical order."""
-        return self.source.concepts(self.n_tasks)
+        """The experiment's task list in the dataset's canonical order (stand-ins,
+        named so, where the dataset is missing and ``missing_data_ok``)."""
+        try:
+            return self.source.concepts(self.n_tasks)
+        except DatasetMissing:
+            if not self.missing_data_ok:
+                raise
+            return self.source.placeholder_concepts(self.n_tasks)
 
     def concept(self, name: str) -> Concept:
         for concept in self.concepts:
@@ -84,7 +92,7 @@ class Experiment:
         return self.tasks(run)[index - 1]
 
 
-def experiments_from_config(config: dict[str, Any]) -> dict[str, Experiment]:
+def experiments_from_config(config: dict[str, Any], missing_data_ok: bool = False) -> dict[str, Experiment]:
     return {
         name: Experiment(
             name=name,
@@ -93,6 +101,7 @@ def experiments_from_config(config: dict[str, Any]) -> dict[str, Experiment]:
             order_seeds=list(spec["order_seeds"]),
             training_seeds=list(spec["training_seeds"]),
             dataset=dict(spec["dataset"]),
+            missing_data_ok=missing_data_ok,
         )
         for name, spec in config["experiments"].items()
     }

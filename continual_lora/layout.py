@@ -49,6 +49,9 @@ FIGURE_SETS = ("scores", "samples", "sign_conflicts")
 # One run of one method, and one task of it.
 RUN = EXPERIMENT + "/{method}/{run}"
 CHAIN_AUDIT = RUN + "/chain_audit.json"
+# The model after the run's last task, for diffusers (continual_lora.export).
+EXPORT = RUN + "/export"
+EXPORT_FILE = "export.json"
 TASK = RUN + "/task{task}"
 CHECKPOINT = TASK + "/checkpoint"
 HANDOFF = CHECKPOINT + "/" + HANDOFF_FILE

@@ -90,6 +90,19 @@ def factor_deltas(factors: Factors, scale: float, device: str | torch.device | N
     }
 
 
+def stack_factors(adapters: list[Factors]) -> Factors:
+    """One adapter whose update is the sum of ``adapters``' updates at their common
+    scale: per module, A's rows stacked and B's columns side by side, since
+    B_1 A_1 + ... + B_n A_n = [B_1 ... B_n] [A_1; ...; A_n]. Its rank is the sum of theirs."""
+    modules = set(adapters[0])
+    if any(set(adapter) != modules for adapter in adapters):
+        raise ValueError("adapters to stack must cover the same modules")
+    return {
+        m: (torch.cat([adapter[m][0] for adapter in adapters]), torch.cat([adapter[m][1] for adapter in adapters], dim=1))
+        for m in sorted(modules)
+    }
+
+
 def factors_to_state(factors: Factors) -> Tensors:
     state: Tensors = {}
     for name, (a, b) in factors.items():

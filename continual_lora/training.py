@@ -355,9 +355,9 @@ class TaskTrainer:
 def read_handoff(path: str | Path, continual: ContinualMethod) -> Tensors:
     """The previous task's handoff, refused where its format is not the method's."""
     stored = checkpoint.load_tensors(path)
-    if stored.format != continual.handoff_format:
+    if stored.kind != continual.handoff_format:
         raise ValueError(
-            f"{path} holds a {stored.format} handoff, but {continual.name} hands on {continual.handoff_format}"
+            f"{path} holds a {stored.kind} handoff, but {continual.name} hands on {continual.handoff_format}"
         )
     return stored.tensors
 

@@ -4,12 +4,17 @@ run), dataset_fixtures.py (the miniature datasets), tiny_metric_models.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import tiny_metric_models
 from continual_lora.data.sources import make_source
 from continual_lora.models.tiny import TinyModelSettings, build_tiny_pipeline, build_tokenizer
 from dataset_fixtures import write_dreambooth_fixture, write_unlearncanvas_fixture
+from snakemake_harness import run_snakemake
+
+CONFIGS = Path(__file__).parent / "configs"
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +71,19 @@ def clip_dir(tmp_path_factory):
 def csd_checkpoint(tmp_path_factory):
     """The checkpoint's path and its state dict (without the DDP prefix)."""
     return tiny_metric_models.build_csd_checkpoint(tmp_path_factory.mktemp("csd"))
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory):
+    """The workflow run end to end on tests/configs/micro.yaml: its working directory.
+    Read by several modules (test_workflow, test_report, test_export); never changed."""
+    workdir = tmp_path_factory.mktemp("micro")
+    run_snakemake(workdir, CONFIGS / "micro.yaml", "all", *MICRO_EXPORTS)
+    return workdir
+
+
+# The exports of the micro run that test_export reads: one run of each method, of the
+# objects experiment only (an export job costs a model load).
+MICRO_EXPORTS = [
+    f"results/micro_objects/{method}/order0_seed0/export" for method in ("naive", "ortho_init", "merge_and_init", "magmax")
+]

@@ -79,3 +79,47 @@ def with_dataset_paths(config: dict, datasets: dict[str, Path]) -> dict:
     for experiment in config["experiments"].values():
         experiment["dataset"]["path"] = str(datasets[experiment["dataset"]["source"]])
     return config
+
+
+def write_folder_dataset(
+    root: Path, entries: list[dict], images: dict[str, list[Image.Image]] | None = None
+) -> Path:
+    """A user's folder of concepts (dataset.source folder): ``concepts.yaml`` listing
+    ``entries`` as given, and each folder of ``images`` (a path relative to ``root``)
+    holding its images as ``00.png``, ``01.png``... Without ``images``, every entry's
+    image folder (its ``folder``, else its ``name``) and its ``reference`` folder, if it
+    has one, get three 16-pixel images of one flat colour that no other folder has."""
+    import yaml
+
+    if images is None:
+        folders = [f for e in entries for f in (e.get("folder", e.get("name")), e.get("reference")) if f]
+        images = {
+            folder: [Image.new("RGB", (16, 16), (40 * i % 256, 8 * n, 255 - 40 * i % 256)) for n in range(3)]
+            for i, folder in enumerate(dict.fromkeys(folders))
+        }
+    for folder, pictures in images.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for n, picture in enumerate(pictures):
+            picture.save(root / folder / f"{n:02d}.png")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "concepts.yaml").write_text(yaml.safe_dump(entries, sort_keys=False))
+    return root
+
+
+def synthetic_concept_images(domain: str, n: int, resolution: int = 32) -> list[tuple[object, list, list]]:
+    """The first ``n`` concepts of the synthetic world with their training and reference
+    images, rendered at ``resolution``: (Concept, train, reference), for a folder of
+    concepts whose images a tiny model can learn."""
+    import tempfile
+
+    from continual_lora.data.concepts import read_concept
+    from continual_lora.data.sources import make_source
+
+    source = make_source(domain, {"source": "synthetic", "resolution": resolution, "n_reference": 2})
+    rendered = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for concept in source.concepts(n):
+            source.prepare(concept, Path(scratch) / concept.name)
+            prepared = read_concept(Path(scratch) / concept.name)
+            rendered.append((concept, prepared.load_train_images(), prepared.load_reference_images()))
+    return rendered

@@ -20,7 +20,7 @@ import yaml
 
 import tiny_families
 from dataset_fixtures import with_dataset_paths, write_datasets
-from snakemake_harness import REPO, job_counts, run_snakemake
+from snakemake_harness import REPO, dry_run_jobs, job_counts, run_snakemake
 
 PRESETS = REPO / "config"
 
@@ -92,3 +92,33 @@ def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, da
         assert meta["settings"]["mixed_precision"] == config["training"]["mixed_precision"]
         assert meta["settings"]["optimizer"] == config["training"]["optimizer"]
         assert {k: meta["base_model"][k] for k in config["base_model"]} == config["base_model"]
+
+
+@pytest.mark.parametrize("preset", ["sdxl", "sd15"])
+def test_a_preset_dry_runs_its_whole_graph_before_the_data_is_there(preset, tmp_path):
+    # tmp_path is a fresh working directory: no data/, as on a fresh clone.
+    configfile = PRESETS / f"{preset}.yaml"
+    config = yaml.safe_load(configfile.read_text())
+    output = run_snakemake(tmp_path, configfile, "--dry-run")
+    counts = job_counts(output)
+    assert sum(counts.values()) == 2017  # job_counts has checked the table's total row
+    assert counts["train_task"] == 2 * 4 * 8 * 10 and counts["prepare_concept"] == 2 * 10
+    # One warning, naming each missing dataset, where it belongs and what belongs there.
+    assert output.count("Dry run without the data") == 1
+    for name, experiment in config["experiments"].items():
+        source, folder = experiment["dataset"]["source"], experiment["dataset"]["path"]
+        line = f"experiments.{name}.dataset.path: '{folder}' is not there yet; put the "
+        assert line in output
+        assert f"Until then its 10 concepts show as {source}_missing_01..10." in output
+    # The stand-ins are what the job names show, not invented concept names.
+    concepts = {job.wildcards["concept"] for job in dry_run_jobs(output) if job.rule == "prepare_concept"}
+    assert concepts == {f"{source}_missing_{i:02d}" for source in ("dreambooth", "unlearncanvas") for i in range(1, 11)}
+    exports = job_counts(run_snakemake(tmp_path, configfile, "export", "--dry-run"))
+    assert exports["export_model"] == 2 * 4 * 8
+    assert not (tmp_path / "results").exists()
+
+    # A real run still refuses before any job.
+    refused = run_snakemake(tmp_path, configfile, ok=False)
+    assert f"config key 'experiments.{preset}_objects.dataset.path': 'data/dreambooth' is not a directory." in refused
+    assert "Dry run without the data" not in refused
+    assert not (tmp_path / "results").exists()

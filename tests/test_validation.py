@@ -212,7 +212,8 @@ def test_a_missing_empty_or_unreadable_dataset_directory(tmp_path, monkeypatch, 
     expected = {
         "missing": f"'{folder}' is not a directory",
         "a file": f"'{folder}' is not a directory",
-        "empty": f"'{folder}' is empty; expected the dreambooth dataset in its upstream layout",
+        "empty": f"'{folder}' is empty; expected the DreamBooth dataset (the dataset/ folder of "
+        "github.com/google/dreambooth: prompts_and_classes.txt and one folder of photos per subject)",
         "unreadable": f"folder '{folder}' cannot be read by this user (permission denied)",
     }[case]
     message = problem(real_dataset("dreambooth", folder), tmp_path)

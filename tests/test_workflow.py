@@ -57,13 +57,6 @@ def test_dry_run_trains_the_tasks_of_a_run_in_its_shuffled_order(dag_training_jo
         assert f"results/{w['experiment']}/data/{concept}" in job.paths("input")
 
 
-@pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("micro")
-    run_snakemake(workdir, CONFIGS / "micro.yaml")
-    return workdir
-
-
 def test_micro_run_writes_the_checkpoint_contract_for_every_task(micro_run):
     config = yaml.safe_load((CONFIGS / "micro.yaml").read_text())
     experiments = experiments_from_config(config)
@@ -81,10 +74,10 @@ def test_micro_run_writes_the_checkpoint_contract_for_every_task(micro_run):
                     handoff = load_tensors(folder / "handoff.safetensors")
                     key_suffixes = {k.rsplit(".", 2)[-2] for k in handoff.tensors}
                     if method in ("merge_and_init", "magmax"):
-                        assert handoff.format == "delta" and all(k.endswith(".weight") for k in handoff.tensors)
+                        assert handoff.kind == "delta" and all(k.endswith(".weight") for k in handoff.tensors)
                         assert not any(".lora_" in k for k in handoff.tensors)
                     else:
-                        assert handoff.format == "adapter" and key_suffixes == {"lora_A", "lora_B"}
+                        assert handoff.kind == "adapter" and key_suffixes == {"lora_A", "lora_B"}
                     # diffusers' module paths, attention projections only
                     assert all(re.match(r"(down_blocks|mid_block|up_blocks)\..*\.(to_q|to_k|to_v|to_out\.0)\.", k) for k in handoff.tensors)
                 audit = json.loads((micro_run / f"results/{experiment.name}/{method}/{run}/chain_audit.json").read_text())

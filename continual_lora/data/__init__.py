@@ -5,4 +5,4 @@ The sources on disk are imported here so that they register themselves in
 first (the workflow imports ``sources``, the tests ``concepts`` or ``synthetic``).
 """
 
-from continual_lora.data import dreambooth, unlearncanvas  # noqa: F401
+from continual_lora.data import dreambooth, folder, unlearncanvas  # noqa: F401

@@ -4,7 +4,7 @@
 beside it under ``train/`` (what the task trains on) and ``reference/`` (images that
 metrics compare generated samples with; a dataset may list training images there
 too, as DreamBooth does). Every dataset source (the embedded synthetic world,
-DreamBooth, UnlearnCanvas) prepares into this layout.
+DreamBooth, UnlearnCanvas, a folder of one's own concepts) prepares into this layout.
 
 Images of a dataset on disk are copied byte for byte, so that a job reads exactly
 the dataset's own files, as the paper's code does: training images are turned

@@ -75,6 +75,10 @@ def select_subjects(
 class DreamBoothSource(DatasetSource):
     name = "dreambooth"
     settings_keys = ("path", "selection_size")
+    expected_content = (
+        "the DreamBooth dataset (the dataset/ folder of github.com/google/dreambooth: prompts_and_classes.txt "
+        "and one folder of photos per subject)"
+    )
 
     @cached_property
     def root(self) -> Path:

@@ -53,10 +53,21 @@ class DatasetError(ValueError):
         self.detail = detail
 
 
+class DatasetMissing(DatasetError):
+    """The dataset's folder is not there (absent or empty): not yet downloaded. A dry
+    run goes on without it; anything else stops."""
+
+    def __init__(self, key: str, detail: str, path: Path):
+        super().__init__(key, detail)
+        self.path = path
+
+
 class DatasetSource(ABC):
     name: ClassVar[str]
     # The ``dataset`` keys this source reads, besides ``source``; others are refused.
     settings_keys: ClassVar[tuple[str, ...]] = ()
+    # What belongs at ``dataset.path``, for the warning of a dry run without it.
+    expected_content: ClassVar[str] = ""
 
     def __init__(self, domain: str, settings: dict[str, Any]):
         self.domain = domain
@@ -73,6 +84,20 @@ class DatasetSource(ABC):
     @abstractmethod
     def prepare(self, concept: Concept, out_dir: str | Path) -> None:
         """Write ``concept``'s images and ``concept.json`` under ``out_dir``."""
+
+    def placeholder_concepts(self, n: int) -> list[Concept]:
+        """Stand-ins for ``n`` concepts whose names only the missing dataset knows, for a
+        dry run: named ``{source}_missing_{i}`` so that every job name says so."""
+        return [
+            Concept(
+                name=f"{self.name}_missing_{i:02d}",
+                domain=self.domain,
+                prompt=f"(concept {i} of the missing {self.name} dataset)",
+                subject=f"(concept {i})",
+                class_word="(unknown)",
+            )
+            for i in range(1, n + 1)
+        ]
 
     def check(self, n: int) -> list[Concept]:
         """Find now what would fail a job later: the first ``n`` concepts exist and are
@@ -174,13 +199,15 @@ def dataset_root(settings: dict[str, Any]) -> Path:
     if not settings.get("path"):
         raise DatasetError("dataset.path", f"is required for dataset.source {settings.get('source')!r}")
     root = Path(settings["path"]).expanduser()
-    if not root.is_dir():
+    if root.exists() and not root.is_dir():
         raise DatasetError("dataset.path", f"{str(root)!r} is not a directory")
+    if not root.exists():
+        raise DatasetMissing("dataset.path", f"{str(root)!r} is not a directory", root)
     check_readable(root)
     if next(root.iterdir(), None) is None:
-        raise DatasetError(
-            "dataset.path", f"{str(root)!r} is empty; expected the {settings.get('source')} dataset in its upstream layout"
-        )
+        source = SOURCES.get(settings.get("source"))
+        expected = source.expected_content if source else f"the {settings.get('source')} dataset"
+        raise DatasetMissing("dataset.path", f"{str(root)!r} is empty; expected {expected}", root)
     return root
 
 

@@ -71,6 +71,7 @@ class StyleSelection:
 class UnlearnCanvasSource(DatasetSource):
     name = "unlearncanvas"
     settings_keys = ("path", "selection_size")
+    expected_content = "the UnlearnCanvas dataset (<Style>/<Object>/<n>.jpg and Seed_Images/)"
 
     @cached_property
     def root(self) -> Path:

@@ -7,7 +7,7 @@ from abc import abstractmethod
 from torch import Tensor
 
 from continual_lora.lora import Factors, LoraSpec, Tensors, deltas_to_state, factor_deltas, state_to_deltas
-from continual_lora.methods.base import ContinualMethod, TaskStart
+from continual_lora.methods.base import ContinualMethod, FusedExport, ModelExport, TaskStart
 
 
 def fresh_b_residual(init: Factors) -> float:
@@ -28,6 +28,10 @@ class DeltaMerging(ContinualMethod):
         tau = state_to_deltas(previous)
         update = factor_deltas(trained, spec.scale)
         return deltas_to_state({m: d if m not in tau else self.merge(tau[m], d) for m, d in update.items()})
+
+    def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> ModelExport:
+        """The task vector fused into the model: in general it has full rank."""
+        return FusedExport(state_to_deltas(handoff))
 
     @abstractmethod
     def merge(self, tau: Tensor, delta: Tensor) -> Tensor:

@@ -23,6 +23,24 @@ from continual_lora.lora import Factors, LoraSpec, Tensors
 HANDOFF_FORMATS = ("adapter", "delta")
 
 
+@dataclass(frozen=True)
+class LoraExport:
+    """The evaluated model as one LoRA adapter over W0 (update ``scale * B @ A``)."""
+
+    factors: Factors
+    scale: float
+
+
+@dataclass(frozen=True)
+class FusedExport:
+    """The evaluated model as W0 + ``delta``, an update no low-rank adapter holds."""
+
+    delta: Tensors
+
+
+ModelExport = LoraExport | FusedExport
+
+
 @dataclass
 class TaskStart:
     """How task t begins: ``frozen_delta`` (W_{t-1}-side update fused into the frozen
@@ -65,6 +83,12 @@ class ContinualMethod(ABC):
         adapter, computed on ``device``, for a method whose evaluated model is not its
         handoff's."""
         raise NotImplementedError(f"{self.name} evaluates the model its handoff describes")
+
+    @abstractmethod
+    def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> ModelExport:
+        """The model evaluated after a run's last task, in the most compact form that
+        other tools load: from its handoff and the trained adapter of every task of the
+        run, in order (an export reads the finished run; no task does)."""
 
     @abstractmethod
     def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:

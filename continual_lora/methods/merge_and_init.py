@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from continual_lora.lora import Factors, Tensors, stack_factors
 from continual_lora.methods._shared import DeltaMerging, fresh_b_residual
-from continual_lora.methods.base import max_abs, register
+from continual_lora.methods.base import LoraExport, max_abs, register
 
 
 @register
@@ -18,6 +19,10 @@ class MergeAndInit(DeltaMerging):
 
     def merge(self, tau: Tensor, delta: Tensor) -> Tensor:
         return tau + delta
+
+    def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> LoraExport:
+        """W_t - W0 is the sum of t rank-r updates: exactly one adapter of rank t * r."""
+        return LoraExport(stack_factors(task_adapters), scale)
 
     def residuals(self, previous, init, trained, handoff, spec) -> dict[str, float]:
         expected = {}

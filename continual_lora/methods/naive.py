@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from continual_lora.lora import Factors, LoraSpec, Tensors, factors_to_state, state_to_factors
 from continual_lora.methods._shared import fresh_b_residual
-from continual_lora.methods.base import ContinualMethod, TaskStart, max_abs, register
+from continual_lora.methods.base import ContinualMethod, LoraExport, TaskStart, max_abs, register
 
 
 @register
@@ -16,6 +16,9 @@ class NaiveFineTuning(ContinualMethod):
         if previous is None:
             return TaskStart(init=fresh)
         return TaskStart(init=state_to_factors(previous))
+
+    def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> LoraExport:
+        return LoraExport(state_to_factors(handoff), scale)
 
     def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
         return factors_to_state(trained)

@@ -18,9 +18,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from continual_lora.lora import Factors, LoraSpec, Tensors, factor_deltas, factors_to_state, state_to_factors
+from continual_lora.lora import (
+    Factors,
+    LoraSpec,
+    Tensors,
+    factor_deltas,
+    factors_to_state,
+    stack_factors,
+    state_to_factors,
+)
 from continual_lora.methods._shared import fresh_b_residual
-from continual_lora.methods.base import ContinualMethod, TaskStart, max_abs, register
+from continual_lora.methods.base import ContinualMethod, LoraExport, TaskStart, max_abs, register
 
 # What ortho_init is evaluated as after a task (the ``evaluate`` setting).
 EVALUATED_MODELS = ("handoff", "trained")
@@ -54,12 +62,23 @@ class OrthogonalInit(ContinualMethod):
         return self.settings["evaluate"] == "handoff"
 
     def evaluated_update(self, handoff: Tensors, trained: Factors, scale: float, device=None) -> Tensors:
-        # The summed factors minus this task's give the previous accumulated adapter
-        # (to float32 rounding), whose product the task was trained on top of.
-        summed = state_to_factors(handoff)
-        previous = {m: (summed[m][0] - a, summed[m][1] - b) for m, (a, b) in trained.items()}
+        previous = self._accumulated_before(handoff, trained)
         before, update = factor_deltas(previous, scale, device), factor_deltas(trained, scale, device)
         return {m: before[m] + update[m] for m in update}
+
+    def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> LoraExport:
+        if self.evaluates_handoff:
+            return LoraExport(state_to_factors(handoff), scale)
+        # Scale * (Bhat_{t-1} Ahat_{t-1} + B_t A_t): the two adapters side by side, rank 2r.
+        trained = task_adapters[-1]
+        return LoraExport(stack_factors([self._accumulated_before(handoff, trained), trained]), scale)
+
+    @staticmethod
+    def _accumulated_before(handoff: Tensors, trained: Factors) -> Factors:
+        """The summed factors minus this task's: the previous accumulated adapter (to
+        float32 rounding), whose product the task was trained on top of."""
+        summed = state_to_factors(handoff)
+        return {m: (summed[m][0] - a, summed[m][1] - b) for m, (a, b) in trained.items()}
 
     def start(self, previous: Tensors | None, fresh: Factors, spec: LoraSpec) -> TaskStart:
         if previous is None:

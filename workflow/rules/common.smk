@@ -1,3 +1,4 @@
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from dataclasses import asdict
@@ -11,19 +12,28 @@ min_version("9.0")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+# A dry run shows the whole graph before the datasets are downloaded: their concepts
+# are stand-ins named so; any other run refuses a missing dataset before any job.
+DRY_RUN = workflow.output_settings.dryrun
 # The checks open model folders and dataset images, and import the method and metric
 # registries (torch); the main process has done them before any job was scheduled,
 # so a job's own Snakemake process (on a cluster node) skips them. The registries'
 # defaults are written in there too, where Snakemake decides what to rerun; a job
 # builds its method and metrics with the same defaults itself.
 if workflow.is_main_process:
-    from continual_lora.config import check_config, fill_plugin_defaults
+    from continual_lora.config import check_config, fill_plugin_defaults, missing_datasets
 
-    check_config(config, schema=workflow.source_path("../schemas/config.schema.yaml"))
+    check_config(config, schema=workflow.source_path("../schemas/config.schema.yaml"), missing_data_ok=DRY_RUN)
     fill_plugin_defaults(config)
+    MISSING_DATASETS = missing_datasets(config) if DRY_RUN else []
+    if MISSING_DATASETS:
+        logger.warning(
+            "Dry run without the data: a real run refuses to start until each dataset is in place.\n  "
+            + "\n  ".join(MISSING_DATASETS)
+        )
 
 
-EXPERIMENTS = experiments_from_config(config)
+EXPERIMENTS = experiments_from_config(config, missing_data_ok=DRY_RUN)
 METHODS = list(config["methods"])
 
 
@@ -278,6 +288,71 @@ def get_first_run_task_loras(wildcards):
 def get_plot_sign_conflicts_params(wildcards):
     """What each input file is: [method, task], in the input's order."""
     return {"task_loras": [[method, task] for method, task, _ in first_run_task_loras(wildcards)]}
+
+
+# --------------------------------------------------------------------------- export
+
+
+def get_export_model_input(wildcards):
+    """The last task's handoff and every task's trained adapter, in task order (a
+    merge_and_init export stacks them); the base model a fused export is built on."""
+    inputs = {
+        "handoff": path(
+            layout.HANDOFF,
+            experiment=wildcards.experiment,
+            method=wildcards.method,
+            run=wildcards.run,
+            task=EXPERIMENTS[wildcards.experiment].n_tasks,
+        ),
+        "task_loras": get_run_task_loras(wildcards),
+    }
+    if get_base_model():
+        inputs["base_model"] = get_base_model()
+    return inputs
+
+
+def get_export_model_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    evaluation = config["evaluation"]
+    scheduler = evaluation["method_schedulers"].get(wildcards.method, evaluation["scheduler"])
+    tasks = experiment.tasks(wildcards.run)
+    return canonical({
+        "base_model": base_model_ref(),
+        "method_settings": method_settings(wildcards.method),
+        "dtype": evaluation["dtype"],
+        "scheduler": scheduler,
+        "description": {
+            "experiment": experiment.name,
+            "method": wildcards.method,
+            "run": wildcards.run,
+            "after_task": experiment.n_tasks,
+            "base_model": base_model_ref(),
+            "tasks": [
+                {"task": index, "concept": c.name, "prompt": c.prompt, "subject": c.subject}
+                for index, c in enumerate(tasks, start=1)
+            ],
+            "sampling": {
+                "templates": evaluation["templates"][experiment.domain],
+                "scheduler": scheduler,
+                "guidance_scale": evaluation["guidance_scale"],
+                "inference_steps": evaluation["inference_steps"],
+                "resolution": config["training"]["resolution"],
+                "latent_seed": evaluation["latent_seed"],
+                "samples_per_prompt": evaluation["samples_per_prompt"],
+                "noise_device": evaluation["noise_device"],
+            },
+        },
+    })
+
+
+def get_exports():
+    """The export of every run of every method of every experiment."""
+    return [
+        path(layout.EXPORT, experiment=experiment.name, method=method, run=run)
+        for experiment in EXPERIMENTS.values()
+        for method in METHODS
+        for run in experiment.runs
+    ]
 
 
 def get_final_outputs():
