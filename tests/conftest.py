@@ -82,6 +82,14 @@ def micro_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="session")
+def micro_report(micro_run, tmp_path_factory):
+    """``snakemake --report`` of the micro run, written beside it, not into it."""
+    report = tmp_path_factory.mktemp("micro_report") / "report.html"
+    run_snakemake(micro_run, CONFIGS / "micro.yaml", "--report", str(report))
+    return report
+
+
 # The exports of the micro run that test_export reads: one run of each method, of the
 # objects experiment only (an export job costs a model load).
 MICRO_EXPORTS = [

@@ -99,8 +99,11 @@ def test_a_preset_dry_runs_its_whole_graph_before_the_data_is_there(preset, tmp_
     # tmp_path is a fresh working directory: no data/, as on a fresh clone.
     configfile = PRESETS / f"{preset}.yaml"
     config = yaml.safe_load(configfile.read_text())
-    output = run_snakemake(tmp_path, configfile, "--dry-run")
+    # The default target, and the exports beside it (their own target, not in `all`).
+    output = run_snakemake(tmp_path, configfile, "all", "export", "--dry-run")
     counts = job_counts(output)
+    exports = {rule: counts.pop(rule) for rule in ("export_model", "export")}
+    assert exports == {"export_model": 2 * 4 * 8, "export": 1}
     assert sum(counts.values()) == 2017  # job_counts has checked the table's total row
     assert counts["train_task"] == 2 * 4 * 8 * 10 and counts["prepare_concept"] == 2 * 10
     # One warning, naming each missing dataset, where it belongs and what belongs there.
@@ -113,12 +116,25 @@ def test_a_preset_dry_runs_its_whole_graph_before_the_data_is_there(preset, tmp_
     # The stand-ins are what the job names show, not invented concept names.
     concepts = {job.wildcards["concept"] for job in dry_run_jobs(output) if job.rule == "prepare_concept"}
     assert concepts == {f"{source}_missing_{i:02d}" for source in ("dreambooth", "unlearncanvas") for i in range(1, 11)}
-    exports = job_counts(run_snakemake(tmp_path, configfile, "export", "--dry-run"))
-    assert exports["export_model"] == 2 * 4 * 8
     assert not (tmp_path / "results").exists()
 
     # A real run still refuses before any job.
     refused = run_snakemake(tmp_path, configfile, ok=False)
     assert f"config key 'experiments.{preset}_objects.dataset.path': 'data/dreambooth' is not a directory." in refused
     assert "Dry run without the data" not in refused
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_own_concepts_example_dry_runs_before_its_folder_is_there(tmp_path):
+    configfile = PRESETS / "own_concepts.yaml"
+    config = yaml.safe_load(configfile.read_text())
+    (name, experiment), = config["experiments"].items()
+    output = run_snakemake(tmp_path, configfile, "--dry-run")
+    n = experiment["n_tasks"]
+    assert f"experiments.{name}.dataset.path: 'data/my_concepts' is not there yet; put your own concepts" in output
+    jobs = dry_run_jobs(output)
+    assert {job.wildcards["concept"] for job in jobs if job.rule == "prepare_concept"} == {
+        f"folder_missing_{i:02d}" for i in range(1, n + 1)
+    }
+    assert sum(job.rule == "train_task" for job in jobs) == len(config["methods"]) * n
     assert not (tmp_path / "results").exists()

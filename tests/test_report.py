@@ -37,7 +37,6 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from snakemake_harness import run_snakemake
 
 from continual_lora import layout
 
@@ -322,10 +321,9 @@ def caption_text(name: str) -> str:
     return " ".join((REPORT_CAPTIONS / name).read_text().split())[:60]
 
 
-def test_report_in_a_browser_lists_every_result_and_shows_every_figure(chromium, micro_run, tmp_path):
+def test_report_in_a_browser_lists_every_result_and_shows_every_figure(chromium, micro_run, micro_report, tmp_path):
     config = yaml.safe_load((CONFIGS / "micro.yaml").read_text())
-    report = tmp_path / "report.html"
-    run_snakemake(micro_run, CONFIGS / "micro.yaml", "--report", str(report))
+    report = micro_report
     expected = expected_results(config, micro_run)
 
     with Chromium(chromium, tmp_path) as browser:
