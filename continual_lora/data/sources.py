@@ -199,10 +199,10 @@ def dataset_root(settings: dict[str, Any]) -> Path:
     if not settings.get("path"):
         raise DatasetError("dataset.path", f"is required for dataset.source {settings.get('source')!r}")
     root = Path(settings["path"]).expanduser()
-    if root.exists() and not root.is_dir():
-        raise DatasetError("dataset.path", f"{str(root)!r} is not a directory")
     if not root.exists():
         raise DatasetMissing("dataset.path", f"{str(root)!r} is not a directory", root)
+    if not root.is_dir():
+        raise DatasetError("dataset.path", f"{str(root)!r} is not a directory")
     check_readable(root)
     if next(root.iterdir(), None) is None:
         source = SOURCES.get(settings.get("source"))

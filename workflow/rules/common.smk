@@ -179,6 +179,12 @@ def get_all_concept_dirs(wildcards):
     return concept_dirs(experiment, experiment.concepts)
 
 
+def evaluation_scheduler(method):
+    """The sampler ``method``'s models are evaluated with: its own, else the common one."""
+    evaluation = config["evaluation"]
+    return evaluation["method_schedulers"].get(method, evaluation["scheduler"])
+
+
 def generation_params(experiment, method, tasks):
     """The sampler's settings for ``method``'s model, and ``tasks``: (task index in
     the run or None for the base model, concept) of every task to sample."""
@@ -198,7 +204,7 @@ def generation_params(experiment, method, tasks):
             "noise_device": evaluation["noise_device"],
             "batch_size": evaluation["batch_size"],
             "resolution": config["training"]["resolution"],
-            "scheduler": evaluation["method_schedulers"].get(method, evaluation["scheduler"]),
+            "scheduler": evaluation_scheduler(method),
         },
         "dtype": evaluation["dtype"],
     })
@@ -296,16 +302,7 @@ def get_plot_sign_conflicts_params(wildcards):
 def get_export_model_input(wildcards):
     """The last task's handoff and every task's trained adapter, in task order (a
     merge_and_init export stacks them); the base model a fused export is built on."""
-    inputs = {
-        "handoff": path(
-            layout.HANDOFF,
-            experiment=wildcards.experiment,
-            method=wildcards.method,
-            run=wildcards.run,
-            task=EXPERIMENTS[wildcards.experiment].n_tasks,
-        ),
-        "task_loras": get_run_task_loras(wildcards),
-    }
+    inputs = {"handoff": get_run_handoffs(wildcards)[-1], "task_loras": get_run_task_loras(wildcards)}
     if get_base_model():
         inputs["base_model"] = get_base_model()
     return inputs
@@ -314,7 +311,7 @@ def get_export_model_input(wildcards):
 def get_export_model_params(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
     evaluation = config["evaluation"]
-    scheduler = evaluation["method_schedulers"].get(wildcards.method, evaluation["scheduler"])
+    scheduler = evaluation_scheduler(wildcards.method)
     tasks = experiment.tasks(wildcards.run)
     return canonical({
         "base_model": base_model_ref(),
