@@ -50,6 +50,9 @@ class TinyModelSettings:
     learning_rate: float = 4e-3  # UNet peak AdamW learning rate; the VAE keeps its own
     num_examples: int = 1024  # generic images the caller renders for the corpus
     seed: int = 0
+    # torch threads, whatever the job was given: the weights depend on the thread count
+    # (how sums are split), so it is part of what the model is, like its seed.
+    threads: int = 2
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -490,6 +493,7 @@ def pretrain_tiny_model(
     if not examples:
         raise ValueError("pretrain_tiny_model needs at least one example")
     start = time.time()
+    torch.set_num_threads(settings.threads)
     gen = torch.Generator().manual_seed(settings.seed)
 
     prompts = [str(p) for _, p in examples]

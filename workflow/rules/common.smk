@@ -364,3 +364,26 @@ def get_final_outputs():
         for figure_set in layout.FIGURE_SETS:
             outputs.append(path(layout.FIGURES, experiment=experiment.name, figure_set=figure_set))
     return outputs
+
+
+# --------------------------------------------------------------------------- warm starts
+
+
+def warm_starts_apply():
+    """Whether this run's jobs can fork from one warm process (continual_lora.warm):
+    they run here, in this Python, for real."""
+    return (
+        config["warm_starts"]
+        and workflow.is_main_process
+        and workflow.local_exec
+        and not DRY_RUN
+        and not workflow.touch
+        and not workflow.deployment_settings.deployment_method
+    )
+
+
+onstart:
+    if warm_starts_apply():
+        from continual_lora import warm
+
+        warm.start(log_file=".snakemake/warm_starts.log")

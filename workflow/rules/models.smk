@@ -7,6 +7,7 @@ rule pretrain_tiny_model:
         layout.benchmark(layout.MODELS, "pretrain_tiny_model")
     params:
         settings=canonical(config["tiny_model"]),
+    threads: config["tiny_model"]["threads"]
     resources:
         gpu=1,
     conda:

@@ -2,6 +2,12 @@
 
 import sys
 
+from continual_lora.warm import hand_over
+
+# Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
+# fork of it, which has the libraries imported already; this process then ends here.
+hand_over()
+
 # Before the imports, so that what the libraries print while importing goes to the log.
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
