@@ -31,7 +31,7 @@ from continual_lora.model_update import apply_update
 from continual_lora.methods import ContinualMethod, get_method
 from continual_lora.models.conditioning import condition_rows, conditioner_for
 from continual_lora.models.loading import ModelSource, load_pipeline, resolve_device
-from continual_lora.models.noising import noisy_batch
+from continual_lora.models.noising import min_snr_weights, noisy_batch
 
 PACKAGES = ("torch", "diffusers", "peft", "transformers", "accelerate", "safetensors", "numpy")
 
@@ -55,6 +55,8 @@ class TrainingSettings:
     # "run": every task starts from the run's training seed, as the reference code
     # seeds each task's process; "task": from the training seed and the task index.
     seeding: str = "run"
+    # Min-SNR loss weighting (diffusers' --snr_gamma); None: the plain mean, as the paper.
+    snr_gamma: float | None = None
 
     @classmethod
     def from_config(cls, training: dict, **changes) -> TrainingSettings:
@@ -213,13 +215,24 @@ class CachedTask:
         return self.latent_mean.shape[0]
 
 
-def denoising_loss(unet, noise_scheduler, task: CachedTask, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def denoising_loss(
+    unet,
+    noise_scheduler,
+    task: CachedTask,
+    index: torch.Tensor,
+    generator: torch.Generator,
+    snr_gamma: float | None = None,
+) -> torch.Tensor:
     """The DreamBooth noise-prediction loss on the images ``index``, noised by the
-    scheduler itself (``noisy_batch``)."""
+    scheduler itself (``noisy_batch``); with ``snr_gamma``, each image's error weighted
+    as diffusers' training scripts weight it (``min_snr_weights``)."""
     mean, std = task.latent_mean[index], task.latent_std[index]
     batch = noisy_batch(noise_scheduler, mean, std, generator, scaling=task.scaling, shift=task.shift)
     prediction = unet(batch.noisy, batch.timesteps, **condition_rows(task.condition, index)).sample
-    return F.mse_loss(prediction.float(), batch.target.float())
+    if snr_gamma is None:
+        return F.mse_loss(prediction.float(), batch.target.float())
+    per_image = F.mse_loss(prediction.float(), batch.target.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (per_image * min_snr_weights(noise_scheduler, batch.timesteps, snr_gamma)).mean()
 
 
 @dataclass
@@ -234,6 +247,7 @@ class TrainingStep:
     noise_scheduler: DDPMScheduler
     max_grad_norm: float
     generator: torch.Generator
+    snr_gamma: float | None = None
 
     @classmethod
     def on_new_adapter(
@@ -262,13 +276,14 @@ class TrainingStep:
             noise_scheduler=noise_scheduler,
             max_grad_norm=settings.max_grad_norm,
             generator=generator,
+            snr_gamma=settings.snr_gamma,
         )
 
     def __call__(self, task: CachedTask, index: torch.Tensor) -> float:
         """The loss on the images ``index``, after the update it drove; a loss that is
         not finite raises before it can corrupt the adapter."""
         with self.precision.autocast():
-            loss = denoising_loss(self.unet, self.noise_scheduler, task, index, self.generator)
+            loss = denoising_loss(self.unet, self.noise_scheduler, task, index, self.generator, self.snr_gamma)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss.item()}")
         self.precision.step(loss, self.params, self.optimizer, self.max_grad_norm)

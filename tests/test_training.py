@@ -10,7 +10,7 @@ from continual_lora.data.concepts import read_concept
 from continual_lora.lora import LoraSpec, targeted_linears
 from continual_lora.methods import get_method
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline
-from continual_lora.models.noising import SD_NOISE_SCHEDULE, noisy_batch
+from continual_lora.models.noising import SD_NOISE_SCHEDULE, min_snr_weights, noisy_batch
 from continual_lora.training import TaskTrainer, TrainingSettings, read_handoff, task_seed, train_task
 
 SPEC = LoraSpec(rank=2, alpha=4.0)
@@ -191,3 +191,51 @@ def test_a_training_batch_is_drawn_posterior_noise_timesteps_in_that_order(predi
     assert torch.equal(batch.noisy, scheduler.add_noise(latents, noise, timesteps))
     target = scheduler.get_velocity(latents, noise, timesteps) if prediction_type == "v_prediction" else noise
     assert torch.equal(batch.target, target)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_min_snr_weights_are_the_closed_form(prediction_type):
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(**SD_NOISE_SCHEDULE, prediction_type=prediction_type)
+    timesteps = torch.tensor([0, 100, 500, 999])
+    alpha_bar = scheduler.alphas_cumprod[timesteps].double()
+    snr = alpha_bar / (1 - alpha_bar)
+    gamma = 5.0
+    expected = torch.minimum(snr, torch.tensor(gamma, dtype=torch.float64))
+    expected = expected / (snr + 1) if prediction_type == "v_prediction" else expected / snr
+    weights = min_snr_weights(scheduler, timesteps, gamma)
+    torch.testing.assert_close(weights.double(), expected, rtol=1e-5, atol=0)
+    # Nearly clean timesteps (SNR far above gamma) are weighted down; noisy ones are
+    # not, for a noise-predicting model.
+    assert weights[0] < 0.01 and (prediction_type == "v_prediction" or weights[-1] == 1)
+
+
+def test_min_snr_training_weights_each_images_error(tmp_path, tiny_model_dir, object_concepts_dir):
+    # The weighted loss of one batch, from the same draws, is the mean of each image's
+    # error times its weight; at a gamma above every SNR it is the plain loss.
+    from continual_lora.training import CachedTask, denoising_loss
+
+    trainer = TaskTrainer(base_model=tiny_model_dir, continual=get_method("naive"), previous=None, spec=SPEC,
+                          settings=SETTINGS, seed=0, device="cpu")  # fmt: skip
+    trainer.load()
+    unet, scheduler = trainer.pipeline.unet, trainer.pipeline.scheduler
+    from diffusers import DDPMScheduler
+
+    noise_scheduler = DDPMScheduler.from_config(scheduler.config)
+    cached = CachedTask.encode(trainer.pipeline, read_concept(object_concepts_dir[0]), SETTINGS, "cpu",
+                               torch.Generator().manual_seed(0))  # fmt: skip
+    index = torch.tensor([0, 1])
+
+    def loss(gamma):
+        with torch.no_grad():
+            return denoising_loss(unet, noise_scheduler, cached, index, torch.Generator().manual_seed(3), gamma)
+
+    batch = noisy_batch(noise_scheduler, cached.latent_mean[index], cached.latent_std[index],
+                        torch.Generator().manual_seed(3), scaling=cached.scaling)  # fmt: skip
+    with torch.no_grad():
+        prediction = unet(batch.noisy, batch.timesteps, encoder_hidden_states=cached.condition["encoder_hidden_states"][index]).sample
+    per_image = (prediction - batch.target).pow(2).mean(dim=(1, 2, 3))
+    weights = min_snr_weights(noise_scheduler, batch.timesteps, 2.0)
+    torch.testing.assert_close(loss(2.0), (per_image * weights).mean())
+    torch.testing.assert_close(loss(1e9), loss(None))

@@ -63,3 +63,17 @@ def prediction_target(noise_scheduler, latents: torch.Tensor, noise: torch.Tenso
     if noise_scheduler.config.prediction_type == "v_prediction":
         return noise_scheduler.get_velocity(latents, noise, timesteps)
     return noise
+
+
+def min_snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR loss weights (Hang et al. 2023; diffusers' ``--snr_gamma``) of a batch
+    noised at ``timesteps``: min(SNR, gamma) / SNR for a noise-predicting model, and
+    min(SNR, gamma) / (SNR + 1) for a velocity-predicting one. They take weight off the
+    many nearly clean timesteps, which otherwise dominate the loss while the colours
+    and shapes of an image are decided at high noise."""
+    alphas_cumprod = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    clipped = snr.clamp(max=gamma)
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped / snr

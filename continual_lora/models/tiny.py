@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from continual_lora.images import training_images
-from continual_lora.models.noising import SD_NOISE_SCHEDULE, noisy_batch
+from continual_lora.models.noising import SD_NOISE_SCHEDULE, min_snr_weights, noisy_batch
 
 __all__ = [
     "TinyModelSettings",
@@ -423,7 +423,6 @@ def _train_unet(pipe, latent_mean, latent_std, cond, cond_index, uncond, setting
 
     unet = pipe.unet
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    alphas_cumprod = noise_scheduler.alphas_cumprod
     unet.train()
     opt = torch.optim.AdamW(
         unet.parameters(), lr=settings.learning_rate, weight_decay=_UNET_WEIGHT_DECAY, fused=True
@@ -444,10 +443,8 @@ def _train_unet(pipe, latent_mean, latent_std, cond, cond_index, uncond, setting
         drop = torch.rand(len(idx), generator=gen) < _PROMPT_DROPOUT
         ctx = torch.where(drop[:, None, None], uncond.expand_as(ctx), ctx)
         pred = unet(batch.noisy, batch.timesteps, encoder_hidden_states=ctx).sample
-        # Min-SNR weighting (Hang et al. 2023): the many near-clean timesteps otherwise
-        # dominate the gradient, and the class shapes, decided at high noise, come late.
-        snr = alphas_cumprod[batch.timesteps] / (1 - alphas_cumprod[batch.timesteps])
-        weight = snr.clamp(max=_MIN_SNR_GAMMA) / snr
+        # Otherwise the class shapes, decided at high noise, come late.
+        weight = min_snr_weights(noise_scheduler, batch.timesteps, _MIN_SNR_GAMMA)
         per_example = F.mse_loss(pred, batch.target, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_example * weight).mean()
         opt.zero_grad(set_to_none=True)
