@@ -213,14 +213,10 @@ def serve(address: str, parent: int, log_file: str | None = None) -> None:
         log("stopped")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _alive(parent: int) -> bool:
+    """Whether the process that started this server still runs: when it ends, this
+    process is handed to another parent (a PID alone could be reused)."""
+    return os.getppid() == parent
 
 
 def _accept(listener: socket.socket, running: dict, log) -> None:
