@@ -2,26 +2,28 @@
 torch, diffusers, peft and transformers once, instead of importing them again each.
 
 Why: a job of the embedded default computes for a few seconds, and a fresh Python
-spends 3 to 4 s importing those libraries (diffusers alone imports torch._dynamo and
-peft). Snakemake starts every ``script:`` job as its own process, so the default's
-124 training, generation and scoring jobs spent some 8 minutes of CPU on imports.
-Snakemake offers nothing for this (locally, its groups are one process per job too).
+spends 3.5 to 7 s importing those libraries (diffusers alone imports torch._dynamo
+and peft). Snakemake starts every ``script:`` job as its own process, so the
+default's 124 training, generation and scoring jobs spent some 8 minutes of CPU on
+imports. Snakemake offers nothing for this (locally, its groups are one process per
+job too).
 
 How: where the workflow runs its jobs locally in its own Python (config key
-``warm_starts``, ``workflow/rules/common.smk``), it starts ``serve`` before the first job and names its socket in
-the environment. Each job's script calls ``hand_over`` first: its process sends the
-script's path, working directory, environment and ``sys.argv``/``sys.path`` to the
-server, which forks; the fork runs the script exactly as Python would (the Snakemake
-preamble included) and its exit status becomes the job's. A job whose process is
-killed takes its fork with it. The server shares Snakemake's process group, so what
-signals the group reaches the forks as it reaches jobs, and it ends with the
-Snakemake process that started it. Without a server (a cluster node, a conda
-environment, a test that runs a script itself) ``hand_over`` returns and the script
-runs in its own process as before.
+``warm_starts``, ``workflow/rules/common.smk``), it starts ``serve`` before the
+first job and names its socket in the environment. Each job's script calls
+``hand_over`` first: its process sends the script's path, working directory,
+environment and ``sys.argv``/``sys.path`` to the server, which forks; the fork runs
+the script exactly as Python would (the Snakemake preamble included) and its exit
+status becomes the job's. A job whose process is killed takes its fork with it. The
+server shares Snakemake's process group, so what signals the group reaches the forks
+as it reaches jobs, and it ends with the Snakemake process that started it. Without
+a server (a cluster node, a conda environment, a test that runs a script itself)
+``hand_over`` returns and the script runs in its own process as before.
 
-A fork computes what a fresh process computes: nothing in the server has drawn random
-numbers or started a thread pool, and each fork sets torch's threads from the job's
-``OMP_NUM_THREADS``, as a fresh torch would read it.
+A fork computes what a fresh process computes: the server only imports, so no
+random number has been drawn, and each fork sets torch's threads from the job's
+``OMP_NUM_THREADS``, as a fresh torch reads it (tests/test_warm.py compares seeded
+arithmetic and draws in a fork and in a fresh process).
 """
 
 from __future__ import annotations
