@@ -259,8 +259,8 @@ def _reap(running: dict, log) -> None:
 
 
 def start(log_file: str) -> None:
-    """Start a server for this process's jobs, detached, logging to ``log_file``, and
-    name its socket in the environment the jobs inherit."""
+    """Start a server for this process's jobs, in its process group, logging to
+    ``log_file``, and name its socket in the environment the jobs inherit."""
     import subprocess
     import tempfile
 

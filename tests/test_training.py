@@ -211,18 +211,19 @@ def test_min_snr_weights_are_the_closed_form(prediction_type):
     assert weights[0] < 0.01 and (prediction_type == "v_prediction" or weights[-1] == 1)
 
 
-def test_min_snr_training_weights_each_images_error(tmp_path, tiny_model_dir, object_concepts_dir):
+def test_min_snr_training_weights_each_images_error(tiny_model_dir, object_concepts_dir):
     # The weighted loss of one batch, from the same draws, is the mean of each image's
     # error times its weight; at a gamma above every SNR it is the plain loss.
+    from diffusers import DDPMScheduler
+
+    from continual_lora.models.conditioning import condition_rows
     from continual_lora.training import CachedTask, denoising_loss
 
     trainer = TaskTrainer(base_model=tiny_model_dir, continual=get_method("naive"), previous=None, spec=SPEC,
                           settings=SETTINGS, seed=0, device="cpu")  # fmt: skip
     trainer.load()
-    unet, scheduler = trainer.pipeline.unet, trainer.pipeline.scheduler
-    from diffusers import DDPMScheduler
-
-    noise_scheduler = DDPMScheduler.from_config(scheduler.config)
+    unet = trainer.pipeline.unet
+    noise_scheduler = DDPMScheduler.from_config(trainer.pipeline.scheduler.config)
     cached = CachedTask.encode(trainer.pipeline, read_concept(object_concepts_dir[0]), SETTINGS, "cpu",
                                torch.Generator().manual_seed(0))  # fmt: skip
     index = torch.tensor([0, 1])
@@ -234,7 +235,7 @@ def test_min_snr_training_weights_each_images_error(tmp_path, tiny_model_dir, ob
     batch = noisy_batch(noise_scheduler, cached.latent_mean[index], cached.latent_std[index],
                         torch.Generator().manual_seed(3), scaling=cached.scaling)  # fmt: skip
     with torch.no_grad():
-        prediction = unet(batch.noisy, batch.timesteps, encoder_hidden_states=cached.condition["encoder_hidden_states"][index]).sample
+        prediction = unet(batch.noisy, batch.timesteps, **condition_rows(cached.condition, index)).sample
     per_image = (prediction - batch.target).pow(2).mean(dim=(1, 2, 3))
     weights = min_snr_weights(noise_scheduler, batch.timesteps, 2.0)
     torch.testing.assert_close(loss(2.0), (per_image * weights).mean())
