@@ -182,7 +182,7 @@ def section_training(ctx: Context) -> dict:
     prepared = read_concept(ctx.concept_dirs[ctx.concepts[0].name])
     trainer = TaskTrainer(
         base_model=ctx.model, continual=get_method(method), previous=None, spec=ctx.spec, settings=settings, seed=0,
-        device="cpu",
+        task=1, device="cpu",
     )  # fmt: skip
     with clock(times, "load_s"):
         trainer.load()
@@ -367,7 +367,7 @@ def section_checkpoints(ctx: Context) -> dict:
             # Training moves both factors; a perturbation stands in for it.
             trained = {m: (a + 1e-2 * torch.randn(a.shape, generator=generator), b + 1e-2 * torch.randn(b.shape, generator=generator))
                        for m, (a, b) in start.init.items()}  # fmt: skip
-            handoff = continual.hand_on(previous, trained, ctx.spec)
+            handoff = continual.hand_on(previous, trained, ctx.spec, task=task)
             out = ctx.tmp / "checkpoints" / method / f"task{task}"
             checkpoint.save_tensors(out / checkpoint.HANDOFF, handoff, continual.handoff_format, ctx.spec.scale)
             checkpoint.save_tensors(out / checkpoint.TASK_LORA, factors_to_state(trained), "adapter", ctx.spec.scale)

@@ -37,7 +37,7 @@ def audit_run(
         trained = checkpoint.load_tensors(trained_path).factors()
         rank = next(iter(trained.values()))[0].shape[0]
         spec = LoraSpec(rank=rank, alpha=handoff.scale * rank)
-        residuals = continual.residuals(previous, init, trained, handoff.tensors, spec)
+        residuals = continual.residuals(previous, init, trained, handoff.tensors, spec, task=index)
         report["tasks"].append({"task": index, "residuals": residuals})
         log(f"task {index}: " + ", ".join(f"{name} {value:.2e}" for name, value in residuals.items()))
         previous = handoff.tensors

@@ -185,6 +185,14 @@ def read_factors(unet: nn.Module) -> Factors:
     }
 
 
+def live_factors(unet: nn.Module) -> Factors:
+    """The adapter's trainable factors themselves (not copies), for a loss term on them."""
+    return {
+        name: (layer.lora_A[ADAPTER_NAME].weight, layer.lora_B[ADAPTER_NAME].weight)
+        for name, layer in _lora_layers(unet).items()
+    }
+
+
 def _lora_layers(unet: nn.Module) -> dict[str, nn.Module]:
     from peft.tuners.lora import LoraLayer
 

@@ -26,9 +26,18 @@ from diffusers import DDPMScheduler
 from continual_lora import atomic, checkpoint
 from continual_lora.data.concepts import PreparedConcept, read_concept
 from continual_lora.images import training_images
-from continual_lora.lora import Factors, LoraSpec, Tensors, attach_adapter, fresh_factors, linear_shapes, read_factors
+from continual_lora.lora import (
+    Factors,
+    LoraSpec,
+    Tensors,
+    attach_adapter,
+    fresh_factors,
+    linear_shapes,
+    live_factors,
+    read_factors,
+)
 from continual_lora.model_update import apply_update
-from continual_lora.methods import ContinualMethod, get_method
+from continual_lora.methods import ContinualMethod, Penalty, get_method
 from continual_lora.models.conditioning import condition_rows, conditioner_for
 from continual_lora.models.loading import ModelSource, load_pipeline, resolve_device
 from continual_lora.models.noising import min_snr_weights, noisy_batch
@@ -248,6 +257,10 @@ class TrainingStep:
     max_grad_norm: float
     generator: torch.Generator
     snr_gamma: float | None = None
+    # The method's term added to the loss (TaskStart.penalty), on the adapter's factors.
+    penalty: Penalty | None = None
+    factors: Factors | None = None
+    last_penalty: float | None = None
 
     @classmethod
     def on_new_adapter(
@@ -261,9 +274,11 @@ class TrainingStep:
         noise_scheduler: DDPMScheduler,
         generator: torch.Generator,
         optimizer_for: Callable[[list, TrainingSettings], torch.optim.Optimizer] = make_optimizer,
+        penalty: Penalty | None = None,
     ) -> TrainingStep:
         """The adapter attached to ``unet`` at its initial factors ``init`` (after the
-        method's update is fused in), and the step that trains it."""
+        method's update is fused in), and the step that trains it (its loss plus the
+        method's ``penalty``, where it has one)."""
         params = attach_adapter(unet, spec, init)
         if settings.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
@@ -277,16 +292,26 @@ class TrainingStep:
             max_grad_norm=settings.max_grad_norm,
             generator=generator,
             snr_gamma=settings.snr_gamma,
+            penalty=penalty.to(params[0].device) if penalty is not None else None,
+            factors=live_factors(unet) if penalty is not None else None,
         )
 
     def __call__(self, task: CachedTask, index: torch.Tensor) -> float:
-        """The loss on the images ``index``, after the update it drove; a loss that is
-        not finite raises before it can corrupt the adapter."""
+        """The denoising loss on the images ``index``, after the update it (and the
+        method's penalty, kept in ``last_penalty``) drove; a loss that is not finite
+        raises before it can corrupt the adapter."""
         with self.precision.autocast():
             loss = denoising_loss(self.unet, self.noise_scheduler, task, index, self.generator, self.snr_gamma)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss is {loss.item()}")
-        self.precision.step(loss, self.params, self.optimizer, self.max_grad_norm)
+        total = loss
+        if self.penalty is not None:
+            # In float32, outside autocast: the factors are float32 whatever the precision.
+            penalty = self.penalty(self.factors)
+            self.last_penalty = penalty.item()
+            total = loss + penalty
+        if not torch.isfinite(total):
+            penalty = f" (the method's penalty {self.last_penalty})" if self.penalty is not None else ""
+            raise FloatingPointError(f"the loss is {loss.item()}{penalty}")
+        self.precision.step(total, self.params, self.optimizer, self.max_grad_norm)
         return loss.item()
 
 
@@ -311,10 +336,11 @@ class TaskTrainer:
         spec: LoraSpec,
         settings: TrainingSettings,
         seed: int,
+        task: int,
         device: str | torch.device = "auto",
     ):
         self.base_model = ModelSource.of(base_model)
-        self.continual, self.previous = continual, previous
+        self.continual, self.previous, self.task = continual, previous, task
         self.spec, self.settings = spec, settings
         self.device = resolve_device(device)
         self.generator = torch.Generator().manual_seed(seed)
@@ -345,6 +371,7 @@ class TaskTrainer:
             precision=self.precision,
             noise_scheduler=DDPMScheduler.from_config(self.pipeline.scheduler.config),
             generator=self.generator,
+            penalty=self.task_start.penalty,
         )
 
     def cache(self, prepared: PreparedConcept) -> CachedTask:
@@ -359,7 +386,7 @@ class TaskTrainer:
     def save(self, out_dir: Path, **tags: str) -> Factors:
         """Write the task's checkpoint files into ``out_dir``; the trained factors."""
         trained = read_factors(self.pipeline.unet)
-        handoff = self.continual.hand_on(self.previous, trained, self.spec)
+        handoff = self.continual.hand_on(self.previous, trained, self.spec, task=self.task)
         scale = self.spec.scale
         checkpoint.save_tensors(out_dir / checkpoint.HANDOFF, handoff, self.continual.handoff_format, scale, **tags)
         checkpoint.save_adapter(out_dir / checkpoint.TASK_LORA, trained, scale, **tags)
@@ -417,6 +444,7 @@ def train_task(
         spec=spec,
         settings=settings,
         seed=seed,
+        task=task_index,
         device=device,
     )
     trainer.load()
@@ -443,7 +471,8 @@ def train_task(
         if step % settings.log_every == 0 or step == settings.steps:
             since = loss_curve[-1][0] if loss_curve else 0
             loss_curve.append((step, sum(losses[since:]) / (step - since)))
-            log(f"step {step}/{settings.steps} loss {loss_curve[-1][1]:.4f}")
+            penalty = trainer.train_step.last_penalty
+            log(f"step {step}/{settings.steps} loss {loss_curve[-1][1]:.4f}" + (f" penalty {penalty:.4g}" if penalty is not None else ""))
 
     trainer.save(out_dir, method=method, task=str(task_index), concept=prepared.concept.name)
     meta = {
@@ -464,6 +493,7 @@ def train_task(
         "settings": asdict(settings),
         "device": str(trainer.device),
         "loss_curve": loss_curve,
+        "final_penalty": trainer.train_step.last_penalty,
         "packages": package_versions(),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }

@@ -50,11 +50,11 @@ def run_chain(method, n_tasks: int = 3):
     trained adapter, and the update of the model it evaluates after the last task."""
     generator = torch.Generator().manual_seed(1)
     previous, adapters = None, []
-    for _ in range(n_tasks):
+    for task in range(1, n_tasks + 1):
         start = method.start(previous, random_factors(generator), SPEC)
         # Training moves both factors away from where the task started.
         trained = {m: (a + 0.1 * torch.randn_like(a), b + torch.randn(b.shape, generator=generator)) for m, (a, b) in start.init.items()}
-        previous = method.hand_on(previous, trained, SPEC)
+        previous = method.hand_on(previous, trained, SPEC, task=task)
         adapters.append(trained)
     if not method.evaluates_handoff:
         evaluated = method.evaluated_update(previous, adapters[-1], SPEC.scale)
@@ -73,8 +73,15 @@ def run_chain(method, n_tasks: int = 3):
         ("ortho_init", {"evaluate": "trained"}, LoraExport, 2 * SPEC.rank),
         ("merge_and_init", {}, LoraExport, 3 * SPEC.rank),
         ("magmax", {}, FusedExport, None),
+        ("c_lora", {}, LoraExport, 3 * SPEC.rank),
+        ("task_arithmetic", {"scale": 0.4}, LoraExport, 3 * SPEC.rank),
+        ("running_average", {}, LoraExport, 3 * SPEC.rank),
+        ("o_lora", {}, LoraExport, 3 * SPEC.rank),
+        ("ties", {}, FusedExport, None),
+        ("dare", {}, FusedExport, None),
     ],
-    ids=["naive", "ortho_init handoff", "ortho_init trained", "merge_and_init", "magmax"],
+    ids=["naive", "ortho_init handoff", "ortho_init trained", "merge_and_init", "magmax", "c_lora", "task_arithmetic",
+         "running_average", "o_lora", "ties", "dare"],  # fmt: skip
 )
 def test_each_method_exports_the_model_it_evaluates(name, settings, kind, rank):
     method = get_method(name, settings)

@@ -103,7 +103,8 @@ def test_an_unknown_method_is_named_with_the_known_ones(tmp_path):
     message = problem(micro(methods=["naive", "lora_soup"]), tmp_path)
     assert message == (
         "config key 'methods' names unknown method(s) 'lora_soup'; "
-        "known methods: magmax, merge_and_init, naive, ortho_init."
+        "known methods: c_lora, dare, magmax, merge_and_init, naive, o_lora, ortho_init, running_average, "
+        "task_arithmetic, ties."
     )
 
 

@@ -10,7 +10,16 @@ import importlib
 import pkgutil
 from typing import Any
 
-from continual_lora.methods.base import METHODS, ContinualMethod, FusedExport, LoraExport, ModelExport, TaskStart, register
+from continual_lora.methods.base import (
+    METHODS,
+    ContinualMethod,
+    FusedExport,
+    LoraExport,
+    ModelExport,
+    Penalty,
+    TaskStart,
+    register,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base" and not _module.name.startswith("_"):
@@ -26,4 +35,14 @@ def get_method(name: str, settings: dict[str, Any] | None = None) -> ContinualMe
     return cls(settings)
 
 
-__all__ = ["METHODS", "ContinualMethod", "FusedExport", "LoraExport", "ModelExport", "TaskStart", "get_method", "register"]
+__all__ = [
+    "METHODS",
+    "ContinualMethod",
+    "FusedExport",
+    "LoraExport",
+    "ModelExport",
+    "Penalty",
+    "TaskStart",
+    "get_method",
+    "register",
+]

@@ -7,6 +7,9 @@ A method answers two questions for task t, given only what task t-1 handed on
   adapter to train from;
 - ``hand_on``: what to pass to task t+1 once this task's adapter is trained.
 
+A method may also add a ``Penalty`` to the training loss of a task (``TaskStart.penalty``),
+a function of the trainable factors built from the previous handoff alone.
+
 A handoff is a flat tensor dict in one of two on-disk forms (``handoff_format``):
 ``adapter`` (``{module}.lora_A.weight`` / ``{module}.lora_B.weight``, the model is
 W0 + scale * B @ A) or ``delta`` (``{module}.weight`` = W_t - W0).
@@ -17,6 +20,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import torch
 
 from continual_lora.lora import Factors, LoraSpec, Tensors
 
@@ -41,13 +46,29 @@ class FusedExport:
 ModelExport = LoraExport | FusedExport
 
 
+class Penalty(ABC):
+    """A term added to a task's training loss: a function of the trainable factors
+    ``{module: (A, B)}`` (live parameters, so that it has a gradient), built by a
+    method's ``start`` from what the previous task handed on."""
+
+    @abstractmethod
+    def __call__(self, factors: Factors) -> torch.Tensor:
+        """The penalty, a scalar, already multiplied by its weight."""
+
+    @abstractmethod
+    def to(self, device: str | torch.device) -> Penalty:
+        """The same penalty with its tensors on ``device``."""
+
+
 @dataclass
 class TaskStart:
     """How task t begins: ``frozen_delta`` (W_{t-1}-side update fused into the frozen
-    base, per module; empty for none) and ``init`` (the trainable adapter's factors)."""
+    base, per module; empty for none), ``init`` (the trainable adapter's factors) and
+    ``penalty`` (a term added to the training loss; none for the paper's methods)."""
 
     init: Factors
     frozen_delta: Tensors = field(default_factory=dict)
+    penalty: Penalty | None = None
 
 
 class ContinualMethod(ABC):
@@ -71,6 +92,21 @@ class ContinualMethod(ABC):
                 f"{self.name} reads {sorted(self.defaults) if self.defaults else 'none'}"
             )
         self.settings = {**self.defaults, **settings}
+
+    def _number(self, key: str, *, low: float, high: float | None = None, low_open: bool = False) -> float:
+        """Setting ``key`` as a float within [low, high] ((low, high] with ``low_open``),
+        or a ValueError that names it."""
+        value = self.settings[key]
+        bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = ""
+            if isinstance(value, str) and _parses_as_float(value):
+                # PyYAML follows YAML 1.1, where an exponent needs its sign.
+                hint = f" (YAML reads {value} as text: write the exponent with its sign, e.g. 1.0e+6)"
+            raise ValueError(f"method_settings.{self.name}.{key}: {value!r} is not a number in {bounds}{hint}")
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            raise ValueError(f"method_settings.{self.name}.{key}: {value!r} is outside {bounds}")
+        return float(value)
 
     @property
     def evaluates_handoff(self) -> bool:
@@ -96,16 +132,25 @@ class ContinualMethod(ABC):
         new adapter drawn as the paper's code draws it, for methods that want one."""
 
     @abstractmethod
-    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
-        """The handoff after this task, from the previous one and the trained adapter."""
+    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec, *, task: int) -> Tensors:
+        """The handoff after task ``task`` (1 for the first), from the previous one and
+        the trained adapter."""
 
     @abstractmethod
     def residuals(
-        self, previous: Tensors | None, init: Factors, trained: Factors, handoff: Tensors, spec: LoraSpec
+        self, previous: Tensors | None, init: Factors, trained: Factors, handoff: Tensors, spec: LoraSpec, *, task: int
     ) -> dict[str, float]:
         """How far a saved task is from this method's formula, written out in closed
         form independently of ``start``/``hand_on``: each value is a maximum absolute
         error (or |cosine|) that is zero up to rounding when the files are right."""
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 METHODS: dict[str, type[ContinualMethod]] = {}

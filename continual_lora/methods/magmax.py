@@ -18,10 +18,10 @@ from continual_lora.methods.base import register
 class MagnitudeMerge(DeltaMerging):
     name = "magmax"
 
-    def merge(self, tau: Tensor, delta: Tensor) -> Tensor:
+    def merge(self, tau: Tensor, delta: Tensor, task: int) -> Tensor:
         return torch.where(delta.abs() >= tau.abs(), delta, tau)
 
-    def residuals(self, previous, init, trained, handoff, spec) -> dict[str, float]:
+    def residuals(self, previous, init, trained, handoff, spec, *, task) -> dict[str, float]:
         checks = {"fresh_B_is_zero": fresh_b_residual(init)}
         magnitude_error, choice_error, tie_error = 0.0, 0.0, 0.0
         for module, (a, b) in trained.items():

@@ -17,14 +17,14 @@ from continual_lora.methods.base import LoraExport, max_abs, register
 class MergeAndInit(DeltaMerging):
     name = "merge_and_init"
 
-    def merge(self, tau: Tensor, delta: Tensor) -> Tensor:
+    def merge(self, tau: Tensor, delta: Tensor, task: int) -> Tensor:
         return tau + delta
 
     def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> LoraExport:
         """W_t - W0 is the sum of t rank-r updates: exactly one adapter of rank t * r."""
         return LoraExport(stack_factors(task_adapters), scale)
 
-    def residuals(self, previous, init, trained, handoff, spec) -> dict[str, float]:
+    def residuals(self, previous, init, trained, handoff, spec, *, task) -> dict[str, float]:
         expected = {}
         for module, (a, b) in trained.items():
             fused = spec.scale * (b.double() @ a.double())

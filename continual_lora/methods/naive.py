@@ -20,10 +20,10 @@ class NaiveFineTuning(ContinualMethod):
     def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> LoraExport:
         return LoraExport(state_to_factors(handoff), scale)
 
-    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
+    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec, *, task: int) -> Tensors:
         return factors_to_state(trained)
 
-    def residuals(self, previous, init, trained, handoff, spec) -> dict[str, float]:
+    def residuals(self, previous, init, trained, handoff, spec, *, task) -> dict[str, float]:
         checks = {"handoff_is_trained_adapter": max_abs(handoff, factors_to_state(trained))}
         if previous is None:
             checks["fresh_B_is_zero"] = fresh_b_residual(init)

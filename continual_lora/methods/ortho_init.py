@@ -90,7 +90,7 @@ class OrthogonalInit(ContinualMethod):
         }
         return TaskStart(init=init, frozen_delta=factor_deltas(accumulated, spec.scale))
 
-    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec) -> Tensors:
+    def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec, *, task: int) -> Tensors:
         if previous is None:
             return factors_to_state(trained)
         accumulated = state_to_factors(previous)
@@ -98,7 +98,7 @@ class OrthogonalInit(ContinualMethod):
             {m: (accumulated[m][0] + a, accumulated[m][1] + b) for m, (a, b) in trained.items()}
         )
 
-    def residuals(self, previous, init, trained, handoff, spec) -> dict[str, float]:
+    def residuals(self, previous, init, trained, handoff, spec, *, task) -> dict[str, float]:
         checks = {"fresh_B_is_zero": fresh_b_residual(init)}
         if previous is None:
             checks["handoff_is_trained_adapter"] = max_abs(handoff, factors_to_state(trained))
