@@ -6,8 +6,9 @@ pyplot, so nothing depends on a display or on global figure state, and each one 
 written as a PNG (to look at) and a PDF (to print) by ``save_figure``.
 
 Methods keep one colour, marker and position everywhere (``METHOD_ORDER``); the
-colours are the Okabe-Ito palette, which stays distinguishable under the common
-colour-vision deficiencies, and the base model is always a dashed grey line.
+colours are the Okabe-Ito palette (and Tol's, past its eight), which stay
+distinguishable under the common colour-vision deficiencies, and the base model is
+always a dashed grey line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,18 @@ from matplotlib.figure import Figure
 
 from continual_lora.aggregation import numeric_tasks
 
-METHOD_ORDER = ("naive", "merge_and_init", "ortho_init", "magmax")
+METHOD_ORDER = (
+    "naive",
+    "merge_and_init",
+    "ortho_init",
+    "magmax",
+    "c_lora",
+    "o_lora",
+    "task_arithmetic",
+    "running_average",
+    "ties",
+    "dare",
+)
 BASE = "base"
 
 METHOD_LABELS = {
@@ -35,17 +47,42 @@ METHOD_LABELS = {
     "merge_and_init": "Merge & init",
     "ortho_init": "Orthogonal init",
     "magmax": "MagMax",
+    "c_lora": "C-LoRA",
+    "o_lora": "O-LoRA",
+    "task_arithmetic": "Task arithmetic",
+    "running_average": "Running average",
+    "ties": "TIES",
+    "dare": "DARE",
 }
+# The paper's four in Okabe-Ito colours; the others in the rest of that palette and
+# Tol's, all distinguishable with the common colour-vision deficiencies.
 METHOD_COLOURS = {
     "naive": "#D55E00",  # vermillion
     "merge_and_init": "#0072B2",  # blue
     "ortho_init": "#009E73",  # bluish green
     "magmax": "#CC79A7",  # reddish purple
+    "c_lora": "#E69F00",  # orange
+    "o_lora": "#56B4E9",  # sky blue
+    "task_arithmetic": "#000000",  # black
+    "running_average": "#882255",  # wine
+    "ties": "#44AA99",  # teal
+    "dare": "#999933",  # olive
 }
 # Markers repeat the colour coding for greyscale prints.
-METHOD_MARKERS = {"naive": "o", "merge_and_init": "s", "ortho_init": "^", "magmax": "D"}
-_SPARE_COLOURS = ("#E69F00", "#56B4E9", "#000000", "#F0E442")
-_SPARE_MARKERS = ("v", "P", "X", "*")
+METHOD_MARKERS = {
+    "naive": "o",
+    "merge_and_init": "s",
+    "ortho_init": "^",
+    "magmax": "D",
+    "c_lora": "v",
+    "o_lora": "P",
+    "task_arithmetic": "X",
+    "running_average": "*",
+    "ties": "h",
+    "dare": "p",
+}
+_SPARE_COLOURS = ("#332288", "#117733", "#AA4499", "#661100")
+_SPARE_MARKERS = ("<", ">", "d", "8")
 BASE_STYLE = {"color": "0.45", "linestyle": "--", "linewidth": 1.8}
 
 METRIC_LABELS = {
@@ -206,11 +243,19 @@ def _annotated_heatmap(
     """One square heatmap, NaN cells blank, each defined cell with its value (or label) in it;
     returns the axes and the colour bar."""
     ax = fig.subplots()
+    image = _draw_heatmap(ax, matrix, cmap=cmap, norm=norm, labels=labels)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    colorbar.set_label(colorbar_label)
+    return ax, colorbar
+
+
+def _draw_heatmap(ax, matrix: np.ndarray, *, cmap: str, norm: Normalize, labels: Sequence[str] | None = None, fontsize=None):
+    """The cells of one heatmap on ``ax``; returns the image (for a colour bar)."""
     colormap = matplotlib.colormaps[cmap].with_extremes(bad="0.93")
     masked = np.ma.masked_invalid(matrix)
     image = ax.imshow(masked, cmap=colormap, norm=norm, interpolation="nearest")
     n_rows, n_cols = matrix.shape
-    fontsize = 10 if max(n_rows, n_cols) <= 6 else 8
+    fontsize = fontsize or (10 if max(n_rows, n_cols) <= 6 else 8)
     for (i, j), value in np.ndenumerate(matrix):
         if np.isfinite(value):
             text = labels[i * n_cols + j] if labels is not None else format_value(value)
@@ -221,9 +266,7 @@ def _annotated_heatmap(
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    colorbar.set_label(colorbar_label)
-    return ax, colorbar
+    return image
 
 
 def plot_heatmap(
@@ -260,6 +303,41 @@ def plot_heatmap(
         ax.set_xlabel("model after task")
         ax.set_ylabel("performance on task")
         ax.set_title(f"{method_label(method)}: {metric_label(metric, with_direction=False)}")
+    return save_figure(fig, out_stem)
+
+
+def plot_heatmap_overview(matrices: Mapping[str, np.ndarray], metric: str, out_stem: str | Path) -> list[Path]:
+    """Every method's heatmap side by side, on one colour scale with one colour bar, so
+    that many methods compare at a glance (the per-method heatmaps give each its own
+    figure)."""
+    methods = ordered_methods(matrices)
+    masked = {}
+    for method in methods:
+        matrix = np.array(matrices[method], dtype=np.float64)
+        matrix[np.tril_indices_from(matrix, k=-1)] = np.nan
+        masked[method] = matrix
+    finite = np.concatenate([m[np.isfinite(m)] for m in masked.values()])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    norm = Normalize(vmin, vmax if vmax > vmin else vmin + 1e-9)
+    n_cols = min(5, len(methods))
+    n_rows = -(-len(methods) // n_cols)
+    n_tasks = max(m.shape[0] for m in masked.values())
+    panel = max(2.6, 0.5 * n_tasks + 0.6)
+    with _style():
+        fig = Figure(figsize=(panel * n_cols + 1.2, panel * n_rows + 0.8), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
+        for ax, method in zip(axes, methods):
+            image = _draw_heatmap(ax, masked[method], cmap="viridis" if higher_is_better(metric) else "viridis_r",
+                                  norm=norm, fontsize=8)  # fmt: skip
+            ax.set_title(method_label(method), fontsize=11)
+        for ax in axes[len(methods):]:
+            ax.set_visible(False)
+        for ax in axes[::n_cols]:
+            ax.set_ylabel("performance on task")
+        for ax in axes[(n_rows - 1) * n_cols:]:
+            ax.set_xlabel("model after task")
+        fig.colorbar(image, ax=list(axes[: len(methods)]), fraction=0.02, pad=0.02).set_label(metric_label(metric))
+        fig.suptitle(f"{metric_label(metric, with_direction=False)}: model after task x performance on task")
     return save_figure(fig, out_stem)
 
 

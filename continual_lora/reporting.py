@@ -19,8 +19,9 @@ from continual_lora.generation import read_index
 
 
 def score_figures(scores: pd.DataFrame, per_run: pd.DataFrame, methods: list[str], out_dir: str | Path) -> list[Path]:
-    """Per metric: a heatmap per method on one colour scale, the first task's score
-    across later tasks, and the plasticity/forgetting scatter."""
+    """Per metric: a heatmap per method on one colour scale, all of them in one overview
+    figure, the first task's score across later tasks, and the plasticity/forgetting
+    scatter."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -31,6 +32,7 @@ def score_figures(scores: pd.DataFrame, per_run: pd.DataFrame, methods: list[str
             written += figures.plot_heatmap(
                 matrix, method, metric, out_dir / f"heatmap_{metric}_{method}", vmin=values.min(), vmax=values.max()
             )
+        written += figures.plot_heatmap_overview(matrices, metric, out_dir / f"heatmaps_{metric}")
         written += figures.plot_first_task_curve(scores, metric, out_dir / f"first_task_{metric}")
         written += figures.plot_plasticity_forgetting(per_run, metric, out_dir / f"plasticity_forgetting_{metric}")
     return written

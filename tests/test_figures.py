@@ -109,6 +109,18 @@ def test_plot_heatmap(csv_scores, tmp_path):
     _assert_written(figures.plot_heatmap(matrix, "naive", "dino", tmp_path / "heatmap"))
 
 
+def test_heatmap_overview_puts_every_method_on_one_scale(csv_scores, tmp_path):
+    methods = sorted(set(csv_scores.method) - {"base"})
+    matrices = {method: mean_matrix(csv_scores, method, "dino") for method in methods}
+    paths = figures.plot_heatmap_overview(matrices, "dino", tmp_path / "heatmaps")
+    _assert_written(paths)
+    # Ten panels, five to a row: two rows, each panel as wide as a five-task heatmap needs.
+    many = {name: matrices[methods[0]] for name in figures.METHOD_ORDER}
+    image = Image.open(figures.plot_heatmap_overview(many, "dino", tmp_path / "ten")[0])
+    width, height = image.size
+    assert 1.5 < width / height < 3.5
+
+
 def test_plots_of_a_lower_is_better_metric(csv_scores, tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "higher_is_better", lambda metric: False)
     matrix = mean_matrix(csv_scores, "naive", "dino")

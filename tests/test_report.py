@@ -309,6 +309,7 @@ def names_a_user_looks_for(config: dict, name: str) -> dict[str, set[str]]:
     return {
         "Tables": {"summary.csv"},
         "Forgetting": {f"heatmap_{metric}_{method}.png" for metric in spec["metrics"] for method in methods}
+        | {f"heatmaps_{metric}.png" for metric in spec["metrics"]}
         | {f"first_task_{metric}.png" for metric in spec["metrics"]}
         | {f"plasticity_forgetting_{metric}.png" for metric in spec["metrics"]},
         "Samples": {f"samples_template{t}.png" for t in range(n_templates)},
