@@ -174,6 +174,7 @@ def test_micro_run_draws_every_figure_and_builds_the_report(micro_run, micro_rep
         figures = micro_run / "results" / name / "figures"
         expected = {f"scores/heatmap_{metric}_{method}" for metric in spec["metrics"] for method in methods}
         expected |= {f"scores/first_task_{m}" for m in spec["metrics"]} | {f"scores/plasticity_forgetting_{m}" for m in spec["metrics"]}
+        expected |= {f"scores/heatmaps_{m}" for m in spec["metrics"]}
         expected |= {f"sign_conflicts/{kind}_{method}" for kind in ("sign_conflicts", "norm_ratio") for method in methods}
         n_templates = min(2, len(config["evaluation"]["templates"][spec["domain"]]))
         expected |= {f"samples/samples_template{t}" for t in range(n_templates)}
@@ -182,3 +183,26 @@ def test_micro_run_draws_every_figure_and_builds_the_report(micro_run, micro_rep
                 assert (figures / f"{stem}{suffix}").stat().st_size > 1000, stem
     report = micro_report.read_text(errors="replace")
     assert len(report) > 100_000 and "summary.csv" in report and "heatmap_" in report
+
+
+def test_micro_run_of_the_methods_beyond_the_paper_audits_every_chain_and_tables_every_method(tmp_path):
+    import pandas as pd
+
+    config = yaml.safe_load((CONFIGS / "micro_zoo.yaml").read_text())
+    run_snakemake(tmp_path, CONFIGS / "micro_zoo.yaml", "all")
+    (experiment,) = experiments_from_config(config).values()
+    root = tmp_path / "results" / experiment.name
+    for method in config["methods"]:
+        audit = json.loads((root / method / "order0_seed0/chain_audit.json").read_text())
+        assert audit["passed"] and len(audit["tasks"]) == experiment.n_tasks, (method, audit)
+        # The regularized methods trained task 2 with their penalty, and it was not zero.
+        meta = json.loads((root / method / "order0_seed0/task2/checkpoint/meta.json").read_text())
+        if method in ("c_lora", "o_lora"):
+            assert meta["final_penalty"] > 0, method
+            log = (tmp_path / "results/logs" / experiment.name / method / "order0_seed0/task2/train_task.log").read_text()
+            assert re.search(r"step 3/3 loss \d+\.\d+ penalty \S+", log), log
+        else:
+            assert meta["final_penalty"] is None
+    summary = pd.read_csv(root / "tables/summary.csv")
+    assert set(summary.method) == {"base", *config["methods"]}
+    assert summary.loc[summary.method != "base", "avg_score_mean"].notna().all()
