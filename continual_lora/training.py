@@ -457,9 +457,13 @@ def train_task(
 
     losses: list[float] = []
     loss_curve: list[tuple[int, float]] = []  # (step, mean loss since the previous line)
+    penalties: list[float] = []  # the method's penalty at each step (before its update)
+    penalty_curve: list[tuple[int, float]] = []  # (step, mean penalty since the previous line)
     for step in range(1, settings.steps + 1):
         try:
             losses.append(trainer.step())
+            if trainer.train_step.last_penalty is not None:
+                penalties.append(trainer.train_step.last_penalty)
         except FloatingPointError as error:
             raise FloatingPointError(f"task {task_index}, method {method}: {error} at step {step}") from None
         except torch.OutOfMemoryError as error:
@@ -471,8 +475,11 @@ def train_task(
         if step % settings.log_every == 0 or step == settings.steps:
             since = loss_curve[-1][0] if loss_curve else 0
             loss_curve.append((step, sum(losses[since:]) / (step - since)))
-            penalty = trainer.train_step.last_penalty
-            log(f"step {step}/{settings.steps} loss {loss_curve[-1][1]:.4f}" + (f" penalty {penalty:.4g}" if penalty is not None else ""))
+            line = f"step {step}/{settings.steps} loss {loss_curve[-1][1]:.4f}"
+            if penalties:
+                penalty_curve.append((step, sum(penalties[since:]) / (step - since)))
+                line += f" penalty {penalty_curve[-1][1]:.4g}"
+            log(line)
 
     trainer.save(out_dir, method=method, task=str(task_index), concept=prepared.concept.name)
     meta = {
@@ -493,7 +500,7 @@ def train_task(
         "settings": asdict(settings),
         "device": str(trainer.device),
         "loss_curve": loss_curve,
-        "final_penalty": trainer.train_step.last_penalty,
+        "penalty_curve": penalty_curve,
         "packages": package_versions(),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }

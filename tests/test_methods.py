@@ -228,11 +228,32 @@ def test_dare_drops_and_rescales_the_new_update_only_and_draws_the_same_mask_aga
     assert torch.allclose(added[kept], 8.0 * delta[kept]) and abs(kept.float().mean().item() - 0.25) < 0.03
     assert torch.equal(method.hand_on({"m.weight": tau}, trained, spec, task=3)["m.weight"], handoff)
     assert not torch.equal(method.hand_on({"m.weight": tau}, trained, spec, task=4)["m.weight"], handoff)
-    # A handoff that kept every entry is no DARE draw at density 0.25.
-    whole = {"m.weight": tau + 8.0 * delta}
-    assert method.residuals({"m.weight": tau}, {"m": (delta, torch.zeros(1, 1))}, trained, whole, spec, task=3)[
-        "kept_fraction_beyond_chance"
-    ] > 0.5
+    # The audit draws the mask again: the true handoff passes; all kept, or another
+    # task's mask, does not.
+    fresh = {"m": (delta, torch.zeros(1, 1))}
+    audit = "handoff_is_previous_plus_kept_rescaled_update"
+    assert method.residuals({"m.weight": tau}, fresh, trained, {"m.weight": handoff}, spec, task=3)[audit] < 1e-6
+    assert method.residuals({"m.weight": tau}, fresh, trained, {"m.weight": tau + 8.0 * delta}, spec, task=3)[audit] > 1
+    assert method.residuals({"m.weight": tau}, fresh, trained, {"m.weight": handoff}, spec, task=4)[audit] > 1
+
+
+def test_dare_draws_a_different_mask_for_each_module_of_the_same_shape():
+    delta = torch.ones(1, 1000)
+    trained = {"a": (delta, torch.ones(1, 1)), "b": (delta.clone(), torch.ones(1, 1))}
+    handoff = get_method("dare").hand_on(None, trained, LoraSpec(rank=1, alpha=1.0), task=1)
+    assert not torch.equal(handoff["a.weight"], handoff["b.weight"])
+
+
+def test_ties_audit_accepts_either_choice_among_magnitudes_tied_at_the_cut_off():
+    method = get_method("ties", {"density": 0.4})
+    tau = torch.tensor([[1.0, -1.0, 1.0, 1.0, 0.5]])  # k = 2 of four tied magnitudes
+    trained, spec = one_module_update(torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.5]]))
+    handoff = method.hand_on({"m.weight": tau}, trained, spec, task=2)
+    fresh = {"m": (torch.ones(1, 5), torch.zeros(1, 1))}
+    assert method.residuals({"m.weight": tau}, fresh, trained, handoff, spec, task=2)["handoff_is_ties_merge"] < 1e-6
+    # Keeping 0.5 of tau, below the cut-off, is no choice a top-k makes.
+    wrong = {"m.weight": handoff["m.weight"] + torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.5]])}
+    assert method.residuals({"m.weight": tau}, fresh, trained, wrong, spec, task=2)["handoff_is_ties_merge"] > 0.2
 
 
 def test_c_lora_penalizes_the_update_where_the_task_vector_is_large():

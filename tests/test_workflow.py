@@ -198,11 +198,11 @@ def test_micro_run_of_the_methods_beyond_the_paper_audits_every_chain_and_tables
         # The regularized methods trained task 2 with their penalty, and it was not zero.
         meta = json.loads((root / method / "order0_seed0/task2/checkpoint/meta.json").read_text())
         if method in ("c_lora", "o_lora"):
-            assert meta["final_penalty"] > 0, method
+            assert [step for step, _ in meta["penalty_curve"]] == [1, 2, 3] and meta["penalty_curve"][-1][1] > 0, method
             log = (tmp_path / "results/logs" / experiment.name / method / "order0_seed0/task2/train_task.log").read_text()
             assert re.search(r"step 3/3 loss \d+\.\d+ penalty \S+", log), log
         else:
-            assert meta["final_penalty"] is None
+            assert meta["penalty_curve"] == []
     summary = pd.read_csv(root / "tables/summary.csv")
     assert set(summary.method) == {"base", *config["methods"]}
     assert summary.loc[summary.method != "base", "avg_score_mean"].notna().all()

@@ -7,12 +7,13 @@ delta_t = scale * B_t A_t is kept with probability ``density`` and divided by it
 weight * drop(delta_t) / density. Only the new update is dropped: the task vector
 already handed on is kept whole, since dropping it again at every task would thin
 out the first tasks' updates geometrically. The drop mask of task t is drawn from
-``seed`` and t alone, so a rerun draws the same one.
+``seed`` and t alone (module by module in name order, from a seed salted so that it
+shares no stream with training's), so a rerun, and the audit, draw the same one.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 
 import torch
 from torch import Tensor
@@ -21,8 +22,11 @@ from continual_lora.lora import Factors, LoraSpec, Tensors
 from continual_lora.methods._shared import DeltaMerging, fresh_b_residual, previous_task_vector
 from continual_lora.methods.base import register
 
-# How far (in standard errors of a binomial) the kept fraction may stray from density.
-KEPT_FRACTION_SIGMAS = 6.0
+
+def mask_seed(seed: int, task: int) -> int:
+    """The seed of task ``task``'s drop masks: a hash, so that no training seed draws
+    the same stream (a task's fresh adapter comes from seed * 1_000_003 + task)."""
+    return int.from_bytes(hashlib.sha256(f"dare/{seed}/{task}".encode()).digest()[:8], "little") >> 1
 
 
 @register
@@ -38,11 +42,11 @@ class DropAndRescale(DeltaMerging):
             raise ValueError(f"method_settings.dare.seed: {self.settings['seed']!r} is not an integer")
 
     def hand_on(self, previous: Tensors | None, trained: Factors, spec: LoraSpec, *, task: int) -> Tensors:
-        # peft draws the mask from torch's global generator: seeded here for this task
-        # alone, and restored afterwards so that nothing else's draws move.
+        # peft draws the mask from torch's global CPU generator: seeded here for this
+        # task alone, and restored afterwards so that nothing else's draws move.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.settings["seed"] * 1_000_003 + task)
-            return super().hand_on(previous, trained, spec, task=task)
+            torch.default_generator.manual_seed(mask_seed(self.settings["seed"], task))
+            return super().hand_on(previous, dict(sorted(trained.items())), spec, task=task)
 
     def merge(self, tau: Tensor, delta: Tensor, task: int) -> Tensor:
         from peft.utils.merge_utils import dare_linear
@@ -50,19 +54,12 @@ class DropAndRescale(DeltaMerging):
         return tau + dare_linear([delta], torch.tensor([self.weight], dtype=delta.dtype), self.density)
 
     def residuals(self, previous, init, trained, handoff, spec, *, task) -> dict[str, float]:
-        entry_error, kept, total = 0.0, 0, 0
-        for module, (a, b) in trained.items():
-            delta = spec.scale * (b.double() @ a.double())
-            added = handoff[f"{module}.weight"].double() - previous_task_vector(previous, module, delta)
-            rescaled = self.weight * delta / self.density
-            # Every entry of the added update is either dropped or the rescaled one.
-            entry_error = max(entry_error, float(torch.minimum(added.abs(), (added - rescaled).abs()).max()))
-            kept += int(((added - rescaled).abs() < added.abs()).sum())
-            total += added.numel()
-        # The kept fraction is a binomial draw: beyond many standard errors, not chance.
-        spread = KEPT_FRACTION_SIGMAS * math.sqrt(self.density * (1 - self.density) / total)
-        return {
-            "fresh_B_is_zero": fresh_b_residual(init),
-            "update_entries_dropped_or_rescaled": entry_error,
-            "kept_fraction_beyond_chance": max(0.0, abs(kept / total - self.density) - spread),
-        }
+        generator = torch.Generator().manual_seed(mask_seed(self.settings["seed"], task))
+        error = 0.0
+        for module, (a, b) in sorted(trained.items()):
+            delta = spec.scale * (b.double() @ a.double()).float()
+            # The mask drawn again, as the job drew it: one Bernoulli(density) per entry.
+            kept = torch.bernoulli(torch.full_like(delta, self.density), generator=generator)
+            expected = previous_task_vector(previous, module, delta) + self.weight * kept.double() * delta.double() / self.density
+            error = max(error, float((handoff[f"{module}.weight"].double() - expected).abs().max()))
+        return {"fresh_B_is_zero": fresh_b_residual(init), "handoff_is_previous_plus_kept_rescaled_update": error}

@@ -5,9 +5,9 @@ A fresh adapter is trained on the frozen W_{t-1}; then tau_{t-1} = W_{t-1} - W0 
 delta_t = scale * B_t A_t are each trimmed to their ``density`` largest-magnitude
 entries, every entry's sign is elected (by the sum of the trimmed values,
 ``majority_sign_method: total``, or by the count of signs, ``frequency``), and each
-entry of tau_t is the mean of the ``weights``-weighted trimmed values that agree with
-it (zero where none does). Where both agree the result is their (weighted) mean, not
-their sum, as TIES merges task vectors.
+entry of tau_t is the sum of the ``weights``-weighted trimmed values that agree with
+it divided by how many agree (zero where none does). Where both agree with weights
+[1, 1] the result is their mean, not their sum, as TIES merges task vectors.
 """
 
 from __future__ import annotations
@@ -55,26 +55,37 @@ class TiesMerging(DeltaMerging):
     def residuals(self, previous, init, trained, handoff, spec, *, task) -> dict[str, float]:
         error = 0.0
         for module, (a, b) in trained.items():
-            # Rounded as the job rounds the update, so that trimming sees the same order.
+            # Rounded as the job rounds the update, so that trimming sees the same values.
             delta = spec.scale * (b.double() @ a.double()).float()
             tau = previous_task_vector(previous, module, delta).float()
-            expected = self._closed_form(tau.double(), delta.double())
-            error = max(error, float((handoff[f"{module}.weight"].double() - expected).abs().max()))
+            error = max(error, float(self._closest_merge_error(tau.double(), delta.double(), handoff[f"{module}.weight"].double()).max()))
         return {"fresh_B_is_zero": fresh_b_residual(init), "handoff_is_ties_merge": error}
 
-    def _closed_form(self, tau: Tensor, delta: Tensor) -> Tensor:
-        """The TIES merge of the two, written out entry by entry in float64."""
-        trimmed = []
-        for x in (tau, delta):
-            k = int(self.density * x.numel())
-            keep = torch.zeros(x.numel(), dtype=torch.bool)
-            keep[x.abs().flatten().argsort(descending=True, stable=True)[:k]] = True
-            trimmed.append(torch.where(keep.view_as(x), x, 0.0))
+    def _trim_choices(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` trimmed to its ``density`` largest magnitudes, twice: keeping and dropping
+        the entries that tie with the cut-off value, where any top-k may pick either."""
+        k = int(self.density * x.numel())
+        if k == 0:
+            return torch.zeros_like(x), torch.zeros_like(x)
+        cut = x.abs().flatten().kthvalue(x.numel() - k + 1).values
+        above = torch.where(x.abs() > cut, x, 0.0)
+        return torch.where(x.abs() >= cut, x, 0.0), above
+
+    def _closest_merge_error(self, tau: Tensor, delta: Tensor, merged: Tensor) -> Tensor:
+        """Per entry, |merged - the TIES merge| for the closest of the trims a top-k may
+        make, the merge written out entry by entry in float64."""
+        errors = [
+            (merged - self._merge_trimmed(t, d)).abs()
+            for t in self._trim_choices(tau)
+            for d in self._trim_choices(delta)
+        ]
+        return torch.stack(errors).min(dim=0).values
+
+    def _merge_trimmed(self, tau: Tensor, delta: Tensor) -> Tensor:
         if self.settings["majority_sign_method"] == "total":
-            elected = torch.where(trimmed[0] + trimmed[1] >= 0, 1.0, -1.0)
+            elected = torch.where(tau + delta >= 0, 1.0, -1.0)
         else:
-            elected = torch.where(trimmed[0].sign() + trimmed[1].sign() >= 0, 1.0, -1.0)
-        agree = [x.sign() == elected for x in trimmed]
-        summed = sum(w * x * m for w, x, m in zip(self.weights, trimmed, agree))
-        count = (agree[0].double() + agree[1].double()).clamp_min(1.0)
-        return summed / count
+            elected = torch.where(tau.sign() + delta.sign() >= 0, 1.0, -1.0)
+        agree = [x.sign() == elected for x in (tau, delta)]
+        summed = sum(w * x * m for w, x, m in zip(self.weights, (tau, delta), agree))
+        return summed / (agree[0].double() + agree[1].double()).clamp_min(1.0)
