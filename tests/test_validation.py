@@ -142,6 +142,8 @@ def test_metric_settings_a_backend_would_refuse_are_refused_at_load(tmp_path, se
         ({"lora_soup": {}}, "config key 'method_settings.lora_soup' names no registered method"),
         ({"naive": {"evaluate": "trained"}}, "config key method_settings.naive: unknown settings ['evaluate']; naive reads none"),
         ({"ortho_init": {"evaluate": "best"}}, "config key method_settings.ortho_init.evaluate: 'best' is not one of handoff, trained"),
+        ({"ties": {"density": 2}}, "config key method_settings.ties.density: 2 is outside (0.0, 1.0]."),
+        ({"c_lora": {"weight": "1e3"}}, "config key method_settings.c_lora.weight: '1e3' is not a number in [0.0, inf] (YAML reads 1e3 as text"),
     ],
 )
 def test_method_settings_a_method_would_refuse_are_refused_at_load(tmp_path, settings, message):
