@@ -1,10 +1,12 @@
 """A running average of task vectors: a fresh adapter is trained on the frozen
 W_{t-1}, then tau_t = ((t - 1) tau_{t-1} + scale * B_t A_t) / t, so after t tasks the
 model is W0 plus the mean of the t task updates, each weighing 1/t whenever it came.
+The merge is peft's ``task_arithmetic`` with weights ((t - 1) / t, 1 / t).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from continual_lora.lora import Factors, Tensors, stack_factors
@@ -17,7 +19,10 @@ class RunningAverage(DeltaMerging):
     name = "running_average"
 
     def merge(self, tau: Tensor, delta: Tensor, task: int) -> Tensor:
-        return ((task - 1) * tau + delta) / task
+        from peft.utils.merge_utils import task_arithmetic
+
+        weights = torch.tensor([(task - 1) / task, 1 / task], dtype=delta.dtype, device=delta.device)
+        return task_arithmetic([tau, delta], weights)
 
     def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> LoraExport:
         """The mean of the t task updates: every task's B divided by t, stacked to rank t * r."""

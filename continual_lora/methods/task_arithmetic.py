@@ -1,11 +1,13 @@
 """Task arithmetic with a scale (Ilharco et al., "Editing Models with Task Arithmetic",
 arXiv 2212.04089), applied task by task: a fresh adapter is trained on the frozen
 W_{t-1}, then W_t = W_{t-1} + scale_setting * (scale * B_t A_t). ``scale: 1`` is
-merge_and_init; a smaller one damps every task's update alike.
+merge_and_init; a smaller one damps every task's update alike. The merge is peft's
+``task_arithmetic`` with weights (1, lambda).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from continual_lora.lora import Factors, Tensors, stack_factors
@@ -23,7 +25,9 @@ class TaskArithmetic(DeltaMerging):
         self.lam = self._number("scale", low=0.0, low_open=True)
 
     def merge(self, tau: Tensor, delta: Tensor, task: int) -> Tensor:
-        return tau + self.lam * delta
+        from peft.utils.merge_utils import task_arithmetic
+
+        return task_arithmetic([tau, delta], torch.tensor([1.0, self.lam], dtype=delta.dtype, device=delta.device))
 
     def export(self, handoff: Tensors, task_adapters: list[Factors], scale: float) -> LoraExport:
         """lambda * (B_1 A_1 + ... + B_t A_t): every task's B scaled, stacked to rank t * r."""
