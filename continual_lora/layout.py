@@ -43,6 +43,7 @@ SUMMARY_MARKDOWN = TABLES + "/summary.md"
 SUMMARY_LATEX = TABLES + "/summary.tex"
 PER_RUN = TABLES + "/per_run.csv"
 MATRICES = TABLES + "/matrices"
+ENVIRONMENT = TABLES + "/environment.txt"
 FIGURES = EXPERIMENT + "/figures/{figure_set}"
 FIGURE_SETS = ("scores", "samples", "sign_conflicts")
 

@@ -140,7 +140,9 @@ def test_a_bad_config_stops_the_workflow_before_any_job_with_a_clear_message(tmp
 
 
 def test_micro_run_scores_every_seen_task_and_summarizes(micro_run):
+    import diffusers
     import pandas as pd
+    import torch
 
     from continual_lora.aggregation import SUMMARY_COLUMNS
     from continual_lora.evaluation import SCORE_COLUMNS
@@ -165,6 +167,13 @@ def test_micro_run_scores_every_seen_task_and_summarizes(micro_run):
         assert set(summary.method) == {"base", *config["methods"]}
         assert (root / "tables/summary.md").read_text().startswith("| Method |")
         assert "\\begin{tabular}" in (root / "tables/summary.tex").read_text()
+        # The environment the tables were made in, as pip constraints, headed by what
+        # every checkpoint was trained with (all in this one environment).
+        environment = (root / "tables/environment.txt").read_text().splitlines()
+        n_checkpoints = len(config["methods"]) * len(experiment.runs) * experiment.n_tasks
+        assert f"# {n_checkpoints} checkpoint(s) trained with accelerate " in "\n".join(environment)
+        assert not any("differing" in line for line in environment)
+        assert f"torch=={torch.__version__}" in environment and f"diffusers=={diffusers.__version__}" in environment
 
 
 def test_micro_run_draws_every_figure_and_builds_the_report(micro_run, micro_report):

@@ -1,6 +1,7 @@
 rule summarize_experiment:
     input:
-        get_experiment_scores,
+        scores=get_experiment_scores,
+        metas=get_experiment_metas,
     output:
         summary=report(
             layout.SUMMARY,
@@ -12,6 +13,7 @@ rule summarize_experiment:
         latex=layout.SUMMARY_LATEX,
         per_run=layout.PER_RUN,
         matrices=directory(layout.MATRICES),
+        environment=layout.ENVIRONMENT,
     log:
         layout.log(layout.EXPERIMENT, "summarize_experiment"),
     params:

@@ -262,6 +262,17 @@ def get_experiment_scores(wildcards):
     return files
 
 
+def get_experiment_metas(wildcards):
+    """Every checkpoint's meta.json of an experiment, with what it was trained with."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return [
+        path(layout.META, experiment=experiment.name, method=method, run=run, task=task)
+        for method in METHODS
+        for run in experiment.runs
+        for task in range(1, experiment.n_tasks + 1)
+    ]
+
+
 def get_final_samples(wildcards):
     """Per method, in METHODS order, the samples after the last task of the experiment's first run."""
     experiment = EXPERIMENTS[wildcards.experiment]

@@ -1,4 +1,5 @@
-"""An experiment's forgetting tables from all its scores."""
+"""An experiment's forgetting tables from all its scores, and the environment they
+were made in."""
 
 import sys
 
@@ -20,8 +21,9 @@ from continual_lora.aggregation import (
     write_mean_matrices,
 )
 from continual_lora.atomic import atomic_directory, atomic_output
+from continual_lora.environment import environment_record
 
-scores = read_scores(list(snakemake.input))
+scores = read_scores(list(snakemake.input.scores))
 summary = summary_table(scores, snakemake.params.methods)
 caption = f"Average score and average forgetting, experiment {snakemake.wildcards.experiment}."
 with atomic_output(snakemake.output.summary) as tmp:
@@ -34,4 +36,6 @@ with atomic_output(snakemake.output.latex) as tmp:
     tmp.write_text(to_latex(summary, caption.replace("_", "\\_")))
 with atomic_directory(snakemake.output.matrices) as tmp:
     write_mean_matrices(scores, snakemake.params.methods, tmp)
+with atomic_output(snakemake.output.environment) as tmp:
+    tmp.write_text(environment_record(snakemake.input.metas))
 print(summary.to_string())
