@@ -394,6 +394,13 @@ def warm_starts_apply():
 
 
 onstart:
+    if workflow.local_exec and workflow.is_main_process and not DRY_RUN:
+        from continual_lora import gpus
+
+        # Each job that uses a GPU then holds one of these alone (continual_lora.gpus).
+        offered = gpus.offer(".snakemake/gpu_slots")
+        if offered:
+            logger.info(f"GPUs for the jobs, one each: {', '.join(offered)}")
     if warm_starts_apply():
         from continual_lora import warm
 

@@ -2,6 +2,7 @@
 
 import sys
 
+from continual_lora.gpus import holding_gpu
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -17,24 +18,26 @@ from continual_lora.generation import GenerationSettings, generate_samples
 from continual_lora.methods import get_method
 from continual_lora.models.loading import checkpoint_deltas, load_pipeline, resolve_device
 
-params = snakemake.params.generation
-handoff = snakemake.input.get("handoff")
-device = resolve_device(params["device"])
-method = get_method(params["method"], params["method_settings"]) if handoff else None
-pipeline = load_pipeline(
-    params["base_model"],
-    checkpoint_deltas(handoff, device, method, snakemake.input.task_lora) if handoff else None,
-    device=device,
-    dtype=params["dtype"],
-)
-settings = params["settings"]
-tasks = [(task, Concept(**concept)) for task, concept in params["tasks"]]
-with atomic_directory(snakemake.output[0]) as out_dir:
-    rows = generate_samples(
-        pipeline, tasks, GenerationSettings(**settings | {"templates": tuple(settings["templates"])}), out_dir
+# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
+with holding_gpu():
+    params = snakemake.params.generation
+    handoff = snakemake.input.get("handoff")
+    device = resolve_device(params["device"])
+    method = get_method(params["method"], params["method_settings"]) if handoff else None
+    pipeline = load_pipeline(
+        params["base_model"],
+        checkpoint_deltas(handoff, device, method, snakemake.input.task_lora) if handoff else None,
+        device=device,
+        dtype=params["dtype"],
     )
-guidance = settings["guidance_scale"]
-print(
-    f"generated {len(rows)} images for {len(tasks)} task(s) with {type(pipeline.scheduler).__name__}, "
-    f"guidance {guidance if guidance is not None else 'the pipeline default'}"
-)
+    settings = params["settings"]
+    tasks = [(task, Concept(**concept)) for task, concept in params["tasks"]]
+    with atomic_directory(snakemake.output[0]) as out_dir:
+        rows = generate_samples(
+            pipeline, tasks, GenerationSettings(**settings | {"templates": tuple(settings["templates"])}), out_dir
+        )
+    guidance = settings["guidance_scale"]
+    print(
+        f"generated {len(rows)} images for {len(tasks)} task(s) with {type(pipeline.scheduler).__name__}, "
+        f"guidance {guidance if guidance is not None else 'the pipeline default'}"
+    )

@@ -2,6 +2,7 @@
 
 import sys
 
+from continual_lora.gpus import holding_gpu
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -16,8 +17,10 @@ from continual_lora.data import synthetic
 from continual_lora.data.sources import RARE_TOKENS
 from continual_lora.models.tiny import TinyModelSettings, pretrain_tiny_model
 
-settings = TinyModelSettings(**snakemake.params.settings)
-examples = synthetic.pretraining_examples(settings.num_examples, settings.seed, settings.resolution)
-style_names = [style.name for style in synthetic.style_concepts(synthetic.MAX_STYLE_CONCEPTS, 0)]
-with atomic_directory(snakemake.output[0]) as out_dir:
-    pretrain_tiny_model(examples, out_dir, settings, extra_words=[*RARE_TOKENS, *style_names])
+# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
+with holding_gpu():
+    settings = TinyModelSettings(**snakemake.params.settings)
+    examples = synthetic.pretraining_examples(settings.num_examples, settings.seed, settings.resolution)
+    style_names = [style.name for style in synthetic.style_concepts(synthetic.MAX_STYLE_CONCEPTS, 0)]
+    with atomic_directory(snakemake.output[0]) as out_dir:
+        pretrain_tiny_model(examples, out_dir, settings, extra_words=[*RARE_TOKENS, *style_names])

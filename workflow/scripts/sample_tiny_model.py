@@ -2,6 +2,7 @@
 
 import sys
 
+from continual_lora.gpus import holding_gpu
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -14,5 +15,7 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 from continual_lora.atomic import atomic_output
 from continual_lora.models.tiny import sample_grid
 
-with atomic_output(snakemake.output[0]) as out_png:
-    sample_grid(snakemake.input[0], snakemake.params.prompts, out_png)
+# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
+with holding_gpu():
+    with atomic_output(snakemake.output[0]) as out_png:
+        sample_grid(snakemake.input[0], snakemake.params.prompts, out_png)

@@ -2,6 +2,7 @@
 
 import sys
 
+from continual_lora.gpus import holding_gpu
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -16,21 +17,23 @@ from continual_lora.methods import get_method
 from continual_lora.models.loading import resolve_device
 from continual_lora.scoring import ModelHandle
 
-params = snakemake.params.scoring
-device = resolve_device(params["device"])
-handoff = snakemake.input.get("handoff")
-concept_dirs = dict(zip(params["concepts"], snakemake.input.concepts, strict=True))
-method = get_method(params["method"], params["method_settings"]) if handoff else None
-score_samples(
-    samples_dir=snakemake.input.samples,
-    concept_dirs=concept_dirs,
-    metrics=params["metrics"],
-    model=lambda: ModelHandle.load(
-        params["base_model"], handoff, device, params["dtype"], method, snakemake.input.get("task_lora")
-    ),
-    method=params["method"],
-    run=params["run"],
-    after_task=params["after_task"],
-    out_csv=snakemake.output[0],
-    device=str(device),
-)
+# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
+with holding_gpu():
+    params = snakemake.params.scoring
+    device = resolve_device(params["device"])
+    handoff = snakemake.input.get("handoff")
+    concept_dirs = dict(zip(params["concepts"], snakemake.input.concepts, strict=True))
+    method = get_method(params["method"], params["method_settings"]) if handoff else None
+    score_samples(
+        samples_dir=snakemake.input.samples,
+        concept_dirs=concept_dirs,
+        metrics=params["metrics"],
+        model=lambda: ModelHandle.load(
+            params["base_model"], handoff, device, params["dtype"], method, snakemake.input.get("task_lora")
+        ),
+        method=params["method"],
+        run=params["run"],
+        after_task=params["after_task"],
+        out_csv=snakemake.output[0],
+        device=str(device),
+    )
