@@ -22,6 +22,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,6 +78,12 @@ def holding_gpu(log: Callable[[str], None] = print, poll_s: float = 0.2) -> Iter
     if "SLURM_JOB_ID" in os.environ or not listing or not slots:
         yield None
         return
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise RuntimeError(
+            "CUDA was initialized before this job held a GPU: it would keep the device it "
+            "started on; hold the GPU (continual_lora.gpus.holding_gpu) before any CUDA call"
+        )
     gpus, folder = _split(listing), Path(slots)
     folder.mkdir(parents=True, exist_ok=True)
     waited = False

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,24 @@ def test_under_slurm_or_without_gpus_nothing_is_held(tmp_path, monkeypatch):
     with gpus.holding_gpu() as gpu:
         assert gpu is None and os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     assert not (tmp_path / "slots").exists()
+
+
+def test_a_job_that_initialized_cuda_before_holding_a_gpu_is_refused(tmp_path, monkeypatch):
+    """CUDA reads CUDA_VISIBLE_DEVICES once: a process that already initialized it would
+    keep its first device whatever it holds, so holding is refused, and nothing held."""
+    monkeypatch.setenv(gpus.SLOTS_ENV, str(tmp_path / "slots"))
+    monkeypatch.setenv(gpus.GPUS_ENV, "0,1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # restored after the test, whatever holding sets
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    initialized = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", initialized)
+    with pytest.raises(RuntimeError, match="CUDA was initialized before this job held a GPU"):
+        with gpus.holding_gpu():
+            pass
+    assert not (tmp_path / "slots").exists()
+    initialized.cuda.is_initialized = lambda: False
+    with gpus.holding_gpu() as gpu:
+        assert gpu == "0" and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 HELD = re.compile(r"GPU (\S+) held from (\S+) \(CUDA_VISIBLE_DEVICES=(\S+), pid (\d+)\)")
