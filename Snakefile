@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/beyond_paper.smk"
 include: "workflow/rules/aggregation.smk"
 include: "workflow/rules/export.smk"
 

@@ -102,9 +102,48 @@ def per_run_scores(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["method", "run", "metric", "avg_score", "avg_forgetting", "plasticity"])
 
 
-def summary_table(scores: pd.DataFrame, method_order: list[str]) -> pd.DataFrame:
+# Beyond the paper (continual_lora.retention, continual_lora.composition): columns the
+# summary has only where the experiment scores them.
+RETENTION_COLUMNS = ("retention_mean", "retention_std")
+COMPOSITION_COLUMNS = ("composition_mean", "composition_std")
+
+
+def summary_table(
+    scores: pd.DataFrame,
+    method_order: list[str],
+    retention: pd.DataFrame | None = None,
+    composition: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Mean and population std over runs; the base row's score is its mean over the
-    experiment's concepts, and it has no forgetting."""
+    experiment's concepts, and it has no forgetting. Where given, the retention of
+    the general prompts after the last task (none for the base row, which is the
+    reference: 1 by definition) and the composition score (``retention.csv`` and
+    ``composition.csv`` rows) join as columns, by method and metric."""
+    table = _paper_summary(scores)
+    for extra, columns in ((_final_retention(retention), RETENTION_COLUMNS), (_composition(composition), COMPOSITION_COLUMNS)):
+        if extra is not None:
+            table = table.merge(extra, on=["method", "metric"], how="outer")
+    order = {m: i for i, m in enumerate([BASE, *method_order])}
+    return table.sort_values(["metric", "method"], key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
+
+
+def _final_retention(retention: pd.DataFrame | None) -> pd.DataFrame | None:
+    if retention is None or retention.empty:
+        return None
+    from continual_lora.retention import final_retention
+
+    return final_retention(retention)
+
+
+def _composition(composition: pd.DataFrame | None) -> pd.DataFrame | None:
+    if composition is None or composition.empty:
+        return None
+    from continual_lora.composition import composition_summary
+
+    return composition_summary(composition)
+
+
+def _paper_summary(scores: pd.DataFrame) -> pd.DataFrame:
     per_run = per_run_scores(scores)
     rows = []
     base = scores[scores.method == BASE]
@@ -118,9 +157,7 @@ def summary_table(scores: pd.DataFrame, method_order: list[str]) -> pd.DataFrame
             "avg_forgetting_mean": group.avg_forgetting.mean(), "avg_forgetting_std": group.avg_forgetting.std(ddof=0),
             "n_runs": len(group),
         })  # fmt: skip
-    table = pd.DataFrame.from_records(rows, columns=list(SUMMARY_COLUMNS))
-    order = {m: i for i, m in enumerate([BASE, *method_order])}
-    return table.sort_values(["metric", "method"], key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
+    return pd.DataFrame.from_records(rows, columns=list(SUMMARY_COLUMNS))
 
 
 def _cell(mean: float, std: float, latex: bool) -> str:
@@ -129,26 +166,42 @@ def _cell(mean: float, std: float, latex: bool) -> str:
     return f"{mean:.3f} $\\pm$ {std:.3f}" if latex else f"{mean:.3f} ± {std:.3f}"
 
 
+def _columns(summary: pd.DataFrame, metric: str) -> list[tuple[str, str, bool]]:
+    """(label, column stem, higher is better) of the metric's columns: the paper's
+    score and forgetting, then retention and composition where the metric has them."""
+    higher = METRICS[metric].higher_is_better
+    rows = summary[summary.metric == metric]
+    columns = [("score", "avg_score", higher), ("forgetting", "avg_forgetting", False)]
+    for label, stem in (("retention", "retention"), ("composition", "composition")):
+        if f"{stem}_mean" in rows and rows[f"{stem}_mean"].notna().any():
+            # Retention is 1 for the base model and less where the model drifted.
+            columns.append((label, stem, True if stem == "retention" else higher))
+    if rows["avg_score_mean"].isna().all():
+        columns = columns[2:]  # a metric scored for retention only
+    return columns
+
+
 def _layout(summary: pd.DataFrame, latex: bool) -> tuple[list[str], list[list[str]]]:
     """The paper's layout: a row per method; per metric an average-score and an
-    average-forgetting column (↑ / ↓ marks which way is better)."""
+    average-forgetting column, and retention and composition where scored (↑ / ↓
+    marks which way is better)."""
     metrics = list(dict.fromkeys(summary.metric))
+    up, down = ("$\\uparrow$", "$\\downarrow$") if latex else ("↑", "↓")
+    columns = {metric: _columns(summary, metric) for metric in metrics}
     header = ["Method"]
     for metric in metrics:
-        up, down = ("$\\uparrow$", "$\\downarrow$") if latex else ("↑", "↓")
-        better, worse = (up, down) if METRICS[metric].higher_is_better else (down, up)
         name = metric.replace("_", "\\_") if latex else metric
-        header += [f"{name} score {better}", f"{name} forgetting {down}"]
+        header += [f"{name} {label} {up if higher else down}" for label, _, higher in columns[metric]]
     body = []
     for method in dict.fromkeys(summary.method):
         row = [method.replace("_", "\\_") if latex else method]
         for metric in metrics:
             match = summary[(summary.method == method) & (summary.metric == metric)]
             if match.empty:
-                row += ["--" if latex else "-"] * 2
+                row += ["--" if latex else "-"] * len(columns[metric])
                 continue
             r = match.iloc[0]
-            row += [_cell(r.avg_score_mean, r.avg_score_std, latex), _cell(r.avg_forgetting_mean, r.avg_forgetting_std, latex)]
+            row += [_cell(r[f"{stem}_mean"], r[f"{stem}_std"], latex) for _, stem, _ in columns[metric]]
         body.append(row)
     return header, body
 

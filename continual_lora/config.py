@@ -30,7 +30,9 @@ import yaml
 
 from continual_lora import layout
 from continual_lora.data.sources import DatasetError, DatasetMissing
+from continual_lora.composition import composition_metrics
 from continual_lora.experiment import experiments_from_config, metric_names
+from continual_lora.retention import retention_metrics
 from continual_lora.generation import scheduler_class
 from continual_lora.lora import DEFAULT_TARGET_MODULES, is_target
 from continual_lora.methods import METHODS, get_method
@@ -100,7 +102,7 @@ def fill_plugin_defaults(config: dict[str, Any]) -> None:
     for name in config["methods"]:
         methods[name] = {**METHODS[name].defaults, **methods.get(name, {})}
     metrics = config.setdefault("metric_settings", {})
-    for name in {m for spec in config["experiments"].values() for m in metric_names(spec)}:
+    for name in _used_metrics(config):
         defaults = {key: value for key, value in METRICS[name].defaults.items() if value is not REQUIRED}
         metrics[name] = {**defaults, **metrics.get(name, {})}
 
@@ -239,13 +241,54 @@ def metric_settings(config: dict[str, Any], workspace: Workspace) -> Iterator[st
                 f"config key 'metric_settings.{name}.{unknown}' is not a setting of metric {name!r}; "
                 f"it reads {_names(METRICS[name].defaults) or 'none'}"
             )
-    used = {m: e for e, spec in config["experiments"].items() for m in metric_names(spec) if m in METRICS}
-    for name, experiment in used.items():
+    for name, user in _used_metrics(config).items():
         for setting in METRICS[name].missing_settings(settings.get(name)):
             yield (
                 f"config key 'metric_settings.{name}.{setting}' is required by metric {name!r} "
-                f"(experiment {experiment!r} uses it) but is not set"
+                f"({user} uses it) but is not set"
             )
+
+
+def _used_metrics(config: dict[str, Any]) -> dict[str, str]:
+    """Every registered metric the config scores with, and who uses it (for messages)."""
+    used = {m: f"experiment {e!r}" for e, spec in config["experiments"].items() for m in metric_names(spec)}
+    retention = config.get("retention", {})
+    if retention.get("enabled"):
+        for name in retention.get("metrics") or []:
+            used.setdefault(name, "retention.metrics")
+    return {name: user for name, user in used.items() if name in METRICS}
+
+
+@config_check
+def beyond_the_paper(config: dict[str, Any], workspace: Workspace) -> Iterator[str]:
+    """Retention and composition need metrics that can score them."""
+    retention, composition = config.get("retention", {}), config.get("composition", {})
+    if retention.get("enabled"):
+        for name in retention.get("metrics") or []:
+            if name not in METRICS:
+                yield f"config key 'retention.metrics' names metric {name!r}, which is not registered; known: {_names(METRICS)}"
+            elif not METRICS[name].scores_retention:
+                able = [m for m, cls in METRICS.items() if cls.scores_retention]
+                yield f"config key 'retention.metrics' names metric {name!r}, which cannot score retention; these can: {_names(able)}"
+        if not retention.get("metrics"):
+            for experiment, spec in config["experiments"].items():
+                if not retention_metrics(metric_names(spec), None):
+                    yield (
+                        f"config key 'retention.enabled' is true, but experiment {experiment!r} scores with no metric "
+                        f"that can score retention ({', '.join(metric_names(spec))}); name some in 'retention.metrics'"
+                    )
+    if composition.get("enabled"):
+        for experiment, spec in config["experiments"].items():
+            if not composition_metrics(metric_names(spec)):
+                yield (
+                    f"config key 'composition.enabled' is true, but experiment {experiment!r} scores with no metric "
+                    f"that compares samples with references ({', '.join(metric_names(spec))})"
+                )
+            if spec["n_tasks"] < 2:
+                yield (
+                    f"config key 'composition.enabled' is true, but experiment {experiment!r} has "
+                    f"n_tasks {spec['n_tasks']}: composition pairs two learnt concepts"
+                )
 
 
 # --------------------------------------------------------------------------- base model

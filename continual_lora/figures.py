@@ -375,6 +375,40 @@ def plot_first_task_curve(scores: pd.DataFrame, metric: str, out_stem: str | Pat
     return save_figure(fig, out_stem)
 
 
+# ----------------------------------------------------------------------------- retention
+
+
+def plot_retention(curves: pd.DataFrame, metric: str, out_stem: str | Path) -> list[Path]:
+    """Retention of the general prompts after every task, per method: mean over runs,
+    +-1 std band; the base model is 1 by definition."""
+    curves = curves[curves["metric"] == metric]
+    if curves.empty:
+        raise ValueError(f"no retention scores for metric {metric!r}")
+    n_tasks = int(curves["after_task"].max())
+    with _style():
+        fig = Figure(figsize=(max(8.0, 0.45 * n_tasks + 4.0), 4.4), layout="constrained")
+        ax = fig.subplots()
+        for method in ordered_methods(curves["method"]):
+            curve = curves[curves["method"] == method].sort_values("after_task")
+            x, mean, std = curve["after_task"].to_numpy(), curve["mean"].to_numpy(), curve["std"].to_numpy()
+            colour = method_colour(method)
+            ax.plot(x, mean, color=colour, marker=method_marker(method), markersize=5, linewidth=2,
+                    label=f"{method_label(method)} (final {mean[-1]:.3f})")  # fmt: skip
+            if (curve["n_runs"] > 1).any():
+                ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, linewidth=0)
+        ax.axhline(1.0, **BASE_STYLE, label=f"{method_label(BASE)} (1, by definition)")
+        n_runs = int(curves["n_runs"].max())
+        ax.set_xticks(range(1, n_tasks + 1))
+        ax.set_xlim(0.7, n_tasks + 0.3)
+        ax.set_xlabel("model after task")
+        ax.set_ylabel(f"retention ({METRIC_LABELS.get(metric, metric)})")
+        ax.set_title(f"General prompts: how much of the base model's samples each model keeps"
+                     f" (mean ± std, {n_runs} run{'s' if n_runs != 1 else ''})")  # fmt: skip
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    return save_figure(fig, out_stem)
+
+
 # ----------------------------------------------------------------------------- sample grid
 
 

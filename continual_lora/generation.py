@@ -84,6 +84,40 @@ def generate_samples(
     """Generate every (task, template, sample) image under ``out_dir`` in batches and
     write ``index.csv``; ``tasks`` pairs each concept with its task index in the run
     (None for the base model, which has no run). Returns the index rows."""
+    jobs = []
+    for task, concept in tasks:
+        folder = concept.name if task is None else f"task{task}_{concept.name}"
+        for template, prompt in enumerate(evaluation_prompts(concept, settings.templates)):
+            jobs += _sample_jobs(settings, folder, template, prompt, task="" if task is None else task, concept=concept.name)
+    return _render(pipeline, jobs, settings, out_dir)
+
+
+@torch.no_grad()
+def generate_prompt_samples(
+    pipeline,
+    prompts: list[tuple[str, str]],
+    settings: GenerationSettings,
+    out_dir: str | Path,
+) -> list[dict]:
+    """Samples of free prompts, not of a task's templates: ``prompts`` pairs a group
+    (its folder and ``concept`` column) with a prompt; a group's prompts are numbered
+    as templates, in order. The same fixed latents as ``generate_samples``."""
+    jobs, numbered = [], {}
+    for group, prompt in prompts:
+        template = numbered[group] = numbered.get(group, -1) + 1
+        jobs += _sample_jobs(settings, group, template, prompt, task="", concept=group)
+    return _render(pipeline, jobs, settings, out_dir)
+
+
+def _sample_jobs(settings: GenerationSettings, folder: str, template: int, prompt: str, **columns) -> list[dict]:
+    return [
+        {"prompt": prompt, "template": template, "sample": sample, **columns, "file": f"{folder}/t{template}_s{sample}.png"}
+        for sample in range(settings.samples_per_prompt)
+    ]
+
+
+def _render(pipeline, jobs: list[dict], settings: GenerationSettings, out_dir: str | Path) -> list[dict]:
+    """Draw every job's image in batches, sample k from fixed latent k, and write the index."""
     out_dir = Path(out_dir)
     if settings.scheduler:
         use_scheduler(pipeline, settings.scheduler)
@@ -92,15 +126,8 @@ def generate_samples(
     )
     # Only what is set: the pipeline's own default stands for the rest, as in the paper.
     options = {} if settings.guidance_scale is None else {"guidance_scale": settings.guidance_scale}
-    jobs = []
-    for task, concept in tasks:
-        folder = concept.name if task is None else f"task{task}_{concept.name}"
-        (out_dir / folder).mkdir(parents=True, exist_ok=True)
-        for template, prompt in enumerate(evaluation_prompts(concept, settings.templates)):
-            for sample in range(settings.samples_per_prompt):
-                file = f"{folder}/t{template}_s{sample}.png"
-                jobs.append({"prompt": prompt, "template": template, "sample": sample,
-                             "task": "" if task is None else task, "concept": concept.name, "file": file})  # fmt: skip
+    for job in jobs:
+        (out_dir / job["file"]).parent.mkdir(parents=True, exist_ok=True)
     device = pipeline.unet.device
     for start in range(0, len(jobs), settings.batch_size):
         batch = jobs[start : start + settings.batch_size]

@@ -47,6 +47,17 @@ ENVIRONMENT = TABLES + "/environment.txt"
 FIGURES = EXPERIMENT + "/figures/{figure_set}"
 FIGURE_SETS = ("scores", "samples", "sign_conflicts")
 
+# Beyond the paper (continual_lora.retention, continual_lora.composition): the base
+# model's samples of the general prompts and of the concept pairs, the experiment's
+# tables and figures of both.
+BASE_RETENTION_SAMPLES = BASE + "/retention/samples"
+BASE_COMPOSITION_SAMPLES = BASE + "/composition/samples"
+BASE_COMPOSITION_SCORES = BASE + "/composition/scores.csv"
+RETENTION_TABLE = TABLES + "/retention.csv"
+COMPOSITION_TABLE = TABLES + "/composition.csv"
+RETENTION_FIGURES = EXPERIMENT + "/figures/retention"
+COMPOSITION_FIGURES = EXPERIMENT + "/figures/composition"
+
 # One run of one method, and one task of it.
 RUN = EXPERIMENT + "/{method}/{run}"
 CHAIN_AUDIT = RUN + "/chain_audit.json"
@@ -61,6 +72,12 @@ INIT_LORA = CHECKPOINT + "/" + INIT_LORA_FILE
 META = CHECKPOINT + "/" + META_FILE
 SAMPLES = TASK + "/samples"
 SCORES = TASK + "/scores.csv"
+# Each checkpoint's samples of the general prompts and their retention scores; the
+# run's final model's samples of the concept pairs and their scores.
+RETENTION_SAMPLES = TASK + "/retention/samples"
+RETENTION_SCORES = TASK + "/retention/scores.csv"
+COMPOSITION_SAMPLES = RUN + "/composition/samples"
+COMPOSITION_SCORES = RUN + "/composition/scores.csv"
 
 # Logs and benchmarks: results/logs/ and results/benchmarks/ mirror the folders above,
 # one file per job named after its rule.

@@ -72,6 +72,45 @@ def sample_grid_figures(
     return written
 
 
+def retention_figures(curves: pd.DataFrame, methods: list[str], out_dir: str | Path) -> list[Path]:
+    """Per metric, the retention of the general prompts across tasks, one line per method."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = curves[curves["method"].isin(methods)]
+    written: list[Path] = []
+    for metric in dict.fromkeys(curves["metric"]):
+        written += figures.plot_retention(curves, metric, out_dir / f"retention_{metric}")
+    return written
+
+
+def composition_grid_figures(
+    final_samples: dict[str, str | Path], base_samples: str | Path, out_dir: str | Path, sample: int = 0
+) -> list[Path]:
+    """After the last task of one run: rows are the concept pairs, columns the base
+    model and the methods; one figure per composition template."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folders = {figures.BASE: Path(base_samples)} | {m: Path(f) for m, f in final_samples.items()}
+    cells: dict[int, dict] = {}
+    prompts: dict[int, dict[str, str]] = {}
+    for method, folder in folders.items():
+        for row in read_index(folder):
+            if int(row["sample"]) != sample:
+                continue
+            template, label = int(row["template"]), row["concept"].replace("+", " + ")
+            cells.setdefault(template, {})[(label, method)] = Image.open(folder / row["file"]).convert("RGB")
+            prompts.setdefault(template, {}).setdefault(label, row["prompt"])
+    written: list[Path] = []
+    for template, grid in sorted(cells.items()):
+        rows = list(prompts[template])
+        first = prompts[template][rows[0]]
+        title = f"Two learnt concepts in one prompt, after the last task (e.g. {first!r})"
+        written += figures.plot_sample_grid(
+            grid, rows, list(folders), title, out_dir / f"composition_template{template}"
+        )
+    return written
+
+
 def sign_conflict_figures(task_loras: dict[str, list[str | Path]], out_dir: str | Path) -> list[Path]:
     """Per method, over one run's tasks: the share of weights whose task updates
     disagree in sign, and the ratio of their norms."""

@@ -50,6 +50,12 @@ WINDOW = (1600, 1000)
 # The subcategories of an experiment (workflow/rules/aggregation.smk) and the figure
 # set whose PNGs each lists; Tables lists the summary.
 FIGURE_SETS = {"Forgetting": "scores", "Samples": "samples", "Sign conflicts": "sign_conflicts"}
+# Beyond the paper (workflow/rules/beyond_paper.smk), where the config turns them on:
+# config key -> (subcategory, figure folder, table, caption of both).
+BEYOND = {
+    "retention": ("Retention", layout.RETENTION_FIGURES, layout.RETENTION_TABLE, "retention.rst"),
+    "composition": ("Composition", layout.COMPOSITION_FIGURES, layout.COMPOSITION_TABLE, "composition.rst"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -295,8 +301,13 @@ def expected_results(config: dict, workdir: Path) -> dict[str, dict[str, list[st
     categories = {"Base model": {"Other": [layout.TINY_SAMPLES]}}
     for name in config["experiments"]:
         experiment = {"Tables": [layout.SUMMARY.format(experiment=name)]}
-        for subcategory, figure_set in FIGURE_SETS.items():
-            folder = layout.FIGURES.format(experiment=name, figure_set=figure_set)
+        folders = {sub: layout.FIGURES.format(experiment=name, figure_set=s) for sub, s in FIGURE_SETS.items()}
+        for key, (subcategory, folder, table, _) in BEYOND.items():
+            if config.get(key, {}).get("enabled"):
+                folders[subcategory] = folder.format(experiment=name)
+                experiment["Tables"].append(table.format(experiment=name))
+        experiment["Tables"].sort()
+        for subcategory, folder in folders.items():
             experiment[subcategory] = sorted(f"{folder}/{png.name}" for png in (workdir / folder).glob("*.png"))
         categories[name] = experiment
     return categories
@@ -306,8 +317,14 @@ def names_a_user_looks_for(config: dict, name: str) -> dict[str, set[str]]:
     """Per subcategory, the file names the config asks for (as test_workflow checks on disk)."""
     spec, methods = config["experiments"][name], config["methods"]
     n_templates = min(2, len(config["evaluation"]["templates"][spec["domain"]]))
-    return {
-        "Tables": {"summary.csv"},
+    beyond = {}
+    if config.get("retention", {}).get("enabled"):
+        beyond["Retention"] = {f"retention_{metric}.png" for metric in spec["metrics"] if metric != "denoise"}
+    if config.get("composition", {}).get("enabled"):
+        templates = config["composition"]["templates"][spec["domain"]]
+        beyond["Composition"] = {f"composition_template{t}.png" for t in range(len(templates))}
+    return beyond | {
+        "Tables": {"summary.csv"} | {f"{key}.csv" for key in BEYOND if config.get(key, {}).get("enabled")},
         "Forgetting": {f"heatmap_{metric}_{method}.png" for metric in spec["metrics"] for method in methods}
         | {f"heatmaps_{metric}.png" for metric in spec["metrics"]}
         | {f"first_task_{metric}.png" for metric in spec["metrics"]}
@@ -346,14 +363,16 @@ def test_report_in_a_browser_lists_every_result_and_shows_every_figure(chromium,
                     looked_for = names_a_user_looks_for(config, category)[subcategory]
                     assert looked_for <= {Path(p).name for p in listed}, (category, subcategory, listed)
                 if subcategory == "Tables":
-                    # A CSV is offered for download, its data embedded.
-                    (path,) = paths
-                    link = browser.wait_for(f"{row_button(path, 'eye')}?.getAttribute('href')", f"the download link of {path}")
-                    assert data_uri_bytes(link, "text/csv") == (micro_run / path).read_bytes(), path
-                    browser.click(row_button(path, "information-circle"), f"the info button of {path}")
-                    browser.wait_for(f"{NAV}.innerText.includes({json.dumps(caption_text('summary.rst'))})", f"the caption of {path}")
-                    browser.click(nav_link(subcategory), f"the breadcrumb {subcategory}")
-                    listed_results(browser, f"the results of {category} / {subcategory} again")
+                    # A CSV is offered for download, its data embedded, with its caption.
+                    captions = {Path(table).name: caption for _, _, table, caption in BEYOND.values()}
+                    for path in paths:
+                        link = browser.wait_for(f"{row_button(path, 'eye')}?.getAttribute('href')", f"the download link of {path}")
+                        assert data_uri_bytes(link, "text/csv") == (micro_run / path).read_bytes(), path
+                        browser.click(row_button(path, "information-circle"), f"the info button of {path}")
+                        caption = captions.get(Path(path).name, "summary.rst")
+                        browser.wait_for(f"{NAV}.innerText.includes({json.dumps(caption_text(caption))})", f"the caption of {path}")
+                        browser.click(nav_link(subcategory), f"the breadcrumb {subcategory}")
+                        listed_results(browser, f"the results of {category} / {subcategory} again")
                 else:
                     for path in paths:
                         show_figure(browser, micro_run, path)

@@ -43,6 +43,8 @@ def configfile(tmp_path_factory) -> Path:
     config = yaml.safe_load(MICRO.read_text())
     config["experiments"] = {EXPERIMENT: config["experiments"][EXPERIMENT]}
     config["methods"] = [METHOD]
+    # The paper's protocol alone: the micro run covers retention and composition.
+    config["retention"], config["composition"] = {"enabled": False}, {"enabled": False}
     path = tmp_path_factory.mktemp("config") / "micro_slurm.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

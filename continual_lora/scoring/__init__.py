@@ -19,6 +19,7 @@ from continual_lora.scoring.base import (
     ModelHandle,
     ScoringInput,
     get_metric,
+    paired_mean_cosine,
     pairwise_mean_cosine,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "ModelHandle",
     "ScoringInput",
     "get_metric",
+    "paired_mean_cosine",
     "pairwise_mean_cosine",
 ]

@@ -147,6 +147,16 @@ class Metric(ABC):
     def score(self, job: ScoringInput) -> float:
         """The task's score for the model that made ``job.samples``."""
 
+    # Whether ``retention`` is implemented: the metric can say how far a model's
+    # samples of general prompts drifted from the base model's (continual_lora.retention).
+    scores_retention: ClassVar[bool] = False
+
+    def retention(self, samples: list[Image.Image], base_samples: list[Image.Image], prompts: list[str]) -> float:
+        """How much of the base model's behaviour ``samples`` keep, 1.0 for the base
+        model's own ``base_samples``: sample i and base sample i share their prompt
+        and their initial noise."""
+        raise NotImplementedError(f"metric {self.name!r} does not score retention")
+
 
 def pairwise_mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean cosine similarity over every (row of a, row of b) pair.
@@ -161,6 +171,15 @@ def pairwise_mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     u = torch.nn.functional.normalize(a.double(), dim=1)
     v = torch.nn.functional.normalize(b.double(), dim=1)
     return float(u.mean(0) @ v.mean(0))
+
+
+def paired_mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over i of cos(a_i, b_i): row i of ``a`` against row i of ``b`` only."""
+    if a.ndim != 2 or a.shape != b.shape or not len(a):
+        raise ValueError(f"need two non-empty (n, d) feature matrices of one shape, not {tuple(a.shape)} and {tuple(b.shape)}")
+    u = torch.nn.functional.normalize(a.double(), dim=1)
+    v = torch.nn.functional.normalize(b.double(), dim=1)
+    return float((u * v).sum(1).mean())
 
 
 class EmbeddingMetric(Metric):
@@ -184,6 +203,13 @@ class EmbeddingMetric(Metric):
         if not job.samples:
             raise ValueError(f"metric {self.name!r}: task {job.concept.name!r} has no samples to score")
         return pairwise_mean_cosine(self.embed(job.samples), self.embed(job.references))
+
+    scores_retention: ClassVar[bool] = True
+
+    def retention(self, samples: list[Image.Image], base_samples: list[Image.Image], prompts: list[str]) -> float:
+        """Mean cosine of each sample to the base model's sample of the same prompt and
+        noise (paired, not every pair: the base model scores exactly 1)."""
+        return paired_mean_cosine(self.embed(samples), self.embed(base_samples))
 
 
 def get_metric(name: str, settings: dict[str, Any] | None, device: str | torch.device) -> Metric:

@@ -44,14 +44,17 @@ class ClipTextMetric(Metric):
         self.image_processor = load_pil_image_processor(self.settings["model"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.settings["model"]))
 
-    @torch.no_grad()
     def similarities(self, job: ScoringInput) -> torch.Tensor:
         """cos(sample_i, its class prompt) for every sample."""
-        texts = [class_prompt(p, job.concept) for p in job.prompts]
+        return self.text_similarities(job.samples, [class_prompt(p, job.concept) for p in job.prompts])
+
+    @torch.no_grad()
+    def text_similarities(self, samples: list, texts: list[str]) -> torch.Tensor:
+        """cos(sample_i, text_i) for every sample."""
         size = int(self.settings["batch_size"])
         out = []
-        for i in range(0, len(job.samples), size):
-            images = [im.convert("RGB") for im in job.samples[i : i + size]]
+        for i in range(0, len(samples), size):
+            images = [im.convert("RGB") for im in samples[i : i + size]]
             pixels = pixel_values(self.image_processor, images, self.device, self.model.dtype)
             tokens = self.tokenizer(
                 texts[i : i + size], padding=True, truncation=True, return_tensors="pt"
@@ -67,3 +70,10 @@ class ClipTextMetric(Metric):
         if not job.samples:
             raise ValueError(f"metric {self.name!r}: task {job.concept.name!r} has no samples to score")
         return float(self.similarities(job).mean())
+
+    scores_retention: ClassVar[bool] = True
+
+    def retention(self, samples, base_samples, prompts) -> float:
+        """Mean CLIP-T of ``samples`` to their prompts over the base model's on the same
+        prompts: 1.0 for the base model, below it where the prompts are followed less."""
+        return float(self.text_similarities(samples, prompts).mean() / self.text_similarities(base_samples, prompts).mean())

@@ -2,6 +2,8 @@ rule summarize_experiment:
     input:
         scores=get_experiment_scores,
         metas=get_experiment_metas,
+        retention=get_experiment_retention_scores,
+        composition=get_experiment_composition_scores,
     output:
         summary=report(
             layout.SUMMARY,

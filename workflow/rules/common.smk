@@ -248,6 +248,140 @@ def get_score_base_samples_params(wildcards):
     return scoring_params(experiment, "base", experiment.concepts, "", 0)
 
 
+# --------------------------------------------------------------------------- beyond the paper
+
+
+def retention_enabled():
+    return config["retention"]["enabled"]
+
+
+def composition_enabled():
+    return config["composition"]["enabled"]
+
+
+def prompt_generation_params(experiment, method, prompts, samples_per_prompt=None):
+    """``generation_params`` for free prompts ((group, prompt) pairs) instead of tasks."""
+    params = generation_params(experiment, method, [])
+    del params["tasks"]
+    params["prompts"] = [list(pair) for pair in prompts]
+    params["settings"]["templates"] = []
+    if samples_per_prompt:
+        params["settings"]["samples_per_prompt"] = samples_per_prompt
+    return params
+
+
+def retention_generation_params(experiment, method):
+    """Every model draws the general prompts with the base model's sampler, so that
+    retention compares models, not samplers (a method's own, evaluation.method_schedulers,
+    would count as drift)."""
+    from continual_lora.retention import prompt_samples
+
+    retention = config["retention"]
+    prompts = prompt_samples(retention["prompts"][experiment.domain])
+    params = prompt_generation_params(experiment, method, prompts, retention["samples_per_prompt"])
+    params["settings"]["scheduler"] = evaluation_scheduler("base")
+    return params
+
+
+def get_sample_retention_params(wildcards):
+    return retention_generation_params(EXPERIMENTS[wildcards.experiment], wildcards.method)
+
+
+def get_sample_base_retention_params(wildcards):
+    return retention_generation_params(EXPERIMENTS[wildcards.experiment], "base")
+
+
+def beyond_scoring_params(experiment, method, run, after_task=None):
+    """What a retention or composition scoring job needs: the experiment's metrics
+    (the job keeps those that can score it), ``retention.metrics``, their settings."""
+    spec = config["experiments"][experiment.name]
+    configured = config["retention"]["metrics"] or []
+    names = dict.fromkeys([*metric_names(spec), *configured])
+    return canonical({
+        "device": config["device"],
+        "experiment_metrics": metric_names(spec),
+        "retention_metrics": configured,
+        "metric_settings": {name: config["metric_settings"].get(name, {}) for name in names},
+        "method": method,
+        "run": run,
+        "after_task": after_task,
+    })
+
+
+def get_score_retention_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return beyond_scoring_params(experiment, wildcards.method, wildcards.run, int(wildcards.task))
+
+
+def get_experiment_retention_scores(wildcards):
+    """Every checkpoint's retention scores of an experiment; none where retention is off."""
+    if not retention_enabled():
+        return []
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return [
+        path(layout.RETENTION_SCORES, experiment=experiment.name, method=method, run=run, task=task)
+        for method in METHODS
+        for run in experiment.runs
+        for task in range(1, experiment.n_tasks + 1)
+    ]
+
+
+def get_final_checkpoint(wildcards):
+    """The run's model after its last task: its handoff and trained adapter."""
+    n_tasks = EXPERIMENTS[wildcards.experiment].n_tasks
+    files = {"handoff": layout.HANDOFF, "task_lora": layout.TASK_LORA}
+    return {
+        name: path(template, experiment=wildcards.experiment, method=wildcards.method, run=wildcards.run, task=n_tasks)
+        for name, template in files.items()
+    }
+
+
+def composition_generation_params(experiment, method):
+    from continual_lora.composition import prompt_samples
+
+    templates = config["composition"]["templates"][experiment.domain]
+    return prompt_generation_params(experiment, method, prompt_samples(experiment.concepts, templates))
+
+
+def get_sample_composition_params(wildcards):
+    return composition_generation_params(EXPERIMENTS[wildcards.experiment], wildcards.method)
+
+
+def get_sample_base_composition_params(wildcards):
+    return composition_generation_params(EXPERIMENTS[wildcards.experiment], "base")
+
+
+def get_score_composition_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return beyond_scoring_params(experiment, wildcards.method, wildcards.run) | {
+        "concepts": [c.name for c in experiment.concepts]
+    }
+
+
+def get_score_base_composition_params(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return beyond_scoring_params(experiment, "base", "") | {"concepts": [c.name for c in experiment.concepts]}
+
+
+def get_experiment_composition_scores(wildcards):
+    """The base model's and every run's composition scores; none where composition is off."""
+    if not composition_enabled():
+        return []
+    experiment = EXPERIMENTS[wildcards.experiment]
+    files = [path(layout.BASE_COMPOSITION_SCORES, experiment=experiment.name)]
+    for method in METHODS:
+        for run in experiment.runs:
+            files.append(path(layout.COMPOSITION_SCORES, experiment=experiment.name, method=method, run=run))
+    return files
+
+
+def get_first_run_composition_samples(wildcards):
+    """Per method, in METHODS order, the concept pairs drawn by the first run's final model."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    run = experiment.runs[0]
+    return [path(layout.COMPOSITION_SAMPLES, experiment=experiment.name, method=method, run=run) for method in METHODS]
+
+
 # --------------------------------------------------------------------------- aggregation
 
 
@@ -374,6 +508,10 @@ def get_final_outputs():
         outputs.append(path(layout.SUMMARY, experiment=experiment.name))
         for figure_set in layout.FIGURE_SETS:
             outputs.append(path(layout.FIGURES, experiment=experiment.name, figure_set=figure_set))
+        if retention_enabled():
+            outputs.append(path(layout.RETENTION_TABLE, experiment=experiment.name))
+        if composition_enabled():
+            outputs.append(path(layout.COMPOSITION_TABLE, experiment=experiment.name))
     return outputs
 
 

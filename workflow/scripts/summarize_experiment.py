@@ -21,10 +21,15 @@ from continual_lora.aggregation import (
     write_mean_matrices,
 )
 from continual_lora.atomic import atomic_directory, atomic_output
+from continual_lora.composition import read_composition
 from continual_lora.environment import environment_record
+from continual_lora.retention import read_retention
 
 scores = read_scores(list(snakemake.input.scores))
-summary = summary_table(scores, snakemake.params.methods)
+# Empty where retention or composition is off: the summary is then the paper's alone.
+retention = read_retention(list(snakemake.input.retention))
+composition = read_composition(list(snakemake.input.composition))
+summary = summary_table(scores, snakemake.params.methods, retention, composition)
 caption = f"Average score and average forgetting, experiment {snakemake.wildcards.experiment}."
 with atomic_output(snakemake.output.summary) as tmp:
     summary.to_csv(tmp, index=False)

@@ -1,0 +1,36 @@
+"""Sample free prompts (the retention prompts, the concept pairs) with one model: a
+checkpoint, or the base model."""
+
+import sys
+
+from continual_lora.gpus import holding_gpu
+from continual_lora.warm import hand_over
+
+# Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
+# fork of it, which has the libraries imported already; this process then ends here.
+hand_over()
+
+# Before the imports, so that what the libraries print while importing goes to the log.
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from continual_lora.atomic import atomic_directory
+from continual_lora.generation import GenerationSettings, generate_prompt_samples
+from continual_lora.methods import get_method
+from continual_lora.models.loading import checkpoint_deltas, load_pipeline, resolve_device
+
+# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
+with holding_gpu():
+    params = snakemake.params.generation
+    handoff = snakemake.input.get("handoff")
+    device = resolve_device(params["device"])
+    method = get_method(params["method"], params["method_settings"]) if handoff else None
+    pipeline = load_pipeline(
+        params["base_model"],
+        checkpoint_deltas(handoff, device, method, snakemake.input.task_lora) if handoff else None,
+        device=device,
+        dtype=params["dtype"],
+    )
+    settings = GenerationSettings(**params["settings"] | {"templates": ()})
+    with atomic_directory(snakemake.output[0]) as out_dir:
+        rows = generate_prompt_samples(pipeline, [tuple(pair) for pair in params["prompts"]], settings, out_dir)
+    print(f"generated {len(rows)} images of {len(params['prompts'])} prompt(s) with {type(pipeline.scheduler).__name__}")
