@@ -83,6 +83,32 @@ def retention_figures(curves: pd.DataFrame, methods: list[str], out_dir: str | P
     return written
 
 
+def _prompt_cells(folders: dict[str, Path], row_label, sample: int) -> dict[int, dict]:
+    """template -> {(row label, method): image} of sample ``sample`` in each folder."""
+    cells: dict[int, dict] = {}
+    for method, folder in folders.items():
+        for row in read_index(folder):
+            if int(row["sample"]) == sample:
+                image = Image.open(folder / row["file"]).convert("RGB")
+                cells.setdefault(int(row["template"]), {})[(row_label(row), method)] = image
+    return cells
+
+
+def retention_grid_figures(
+    final_samples: dict[str, str | Path], base_samples: str | Path, out_dir: str | Path, sample: int = 0
+) -> list[Path]:
+    """After the last task of one run: rows are the general prompts, columns the base
+    model and the methods, every cell from the same initial noise."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folders = {figures.BASE: Path(base_samples)} | {m: Path(f) for m, f in final_samples.items()}
+    grid = {key: image for cells in _prompt_cells(folders, lambda row: row["prompt"], sample).values()
+            for key, image in cells.items()}  # fmt: skip
+    rows = list(dict.fromkeys(prompt for prompt, _ in grid))
+    title = "General prompts after the last task: does each model still draw what the base model drew?"
+    return figures.plot_sample_grid(grid, rows, list(folders), title, out_dir / "retention_samples")
+
+
 def composition_grid_figures(
     final_samples: dict[str, str | Path], base_samples: str | Path, out_dir: str | Path, sample: int = 0
 ) -> list[Path]:
@@ -91,23 +117,13 @@ def composition_grid_figures(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     folders = {figures.BASE: Path(base_samples)} | {m: Path(f) for m, f in final_samples.items()}
-    cells: dict[int, dict] = {}
-    prompts: dict[int, dict[str, str]] = {}
-    for method, folder in folders.items():
-        for row in read_index(folder):
-            if int(row["sample"]) != sample:
-                continue
-            template, label = int(row["template"]), row["concept"].replace("+", " + ")
-            cells.setdefault(template, {})[(label, method)] = Image.open(folder / row["file"]).convert("RGB")
-            prompts.setdefault(template, {}).setdefault(label, row["prompt"])
+    prompts = {(int(row["template"]), row["concept"]): row["prompt"] for row in read_index(folders[figures.BASE])}
     written: list[Path] = []
-    for template, grid in sorted(cells.items()):
-        rows = list(prompts[template])
-        first = prompts[template][rows[0]]
+    for template, grid in sorted(_prompt_cells(folders, lambda row: row["concept"].replace("+", " + "), sample).items()):
+        rows = list(dict.fromkeys(label for label, _ in grid))
+        first = prompts[(template, rows[0].replace(" + ", "+"))]
         title = f"Two learnt concepts in one prompt, after the last task (e.g. {first!r})"
-        written += figures.plot_sample_grid(
-            grid, rows, list(folders), title, out_dir / f"composition_template{template}"
-        )
+        written += figures.plot_sample_grid(grid, rows, list(folders), title, out_dir / f"composition_template{template}")
     return written
 
 

@@ -204,8 +204,11 @@ def test_micro_run_scores_retention_after_every_task_against_the_base_models_sam
         summary = pd.read_csv(micro_run / layout.path(layout.SUMMARY, experiment=experiment.name)).set_index("method")
         last = curves[curves.after_task == 2].set_index("method")["mean"]
         assert summary.loc[last.index, "retention_mean"].to_numpy() == pytest.approx(last.to_numpy())
-        figure = micro_run / layout.path(layout.RETENTION_FIGURES, experiment=experiment.name) / "retention_colour_structure.png"
-        assert Image.open(figure).size[0] > 600
+        figures = micro_run / layout.path(layout.RETENTION_FIGURES, experiment=experiment.name)
+        assert Image.open(figures / "retention_colour_structure.png").size[0] > 600
+        # The grid: a row per prompt, a column for the base model and each method.
+        width, height = Image.open(figures / "retention_samples.png").size
+        assert width > 5 * 200 and height > len(prompts) * 200
 
 
 def test_micro_run_scores_each_concept_pair_on_both_concepts_for_the_base_and_every_method(micro_run):

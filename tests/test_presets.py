@@ -44,6 +44,17 @@ def test_a_preset_builds_the_papers_whole_graph(preset, datasets, tmp_path):
     assert counts["audit_chain"] == 2 * 4 * 8
     assert counts["generate_base_samples"] == counts["summarize_experiment"] == 2
     assert "pretrain_tiny_model" not in counts
+    # Beyond the paper, on in the presets: retention after each of the 640 checkpoints,
+    # composition after each of the 64 runs' last task, and once for the base model.
+    assert counts["sample_retention"] == counts["score_retention"] == 2 * 4 * 8 * 10
+    assert counts["sample_composition"] == counts["score_composition"] == 2 * 4 * 8
+    assert counts["sample_base_retention"] == counts["sample_base_composition"] == counts["score_base_composition"] == 2
+    # Off, the graph is the paper's alone, job for job.
+    config["retention"]["enabled"] = config["composition"]["enabled"] = False
+    configfile.write_text(yaml.safe_dump(config))
+    paper = job_counts(run_snakemake(tmp_path, configfile, "--dry-run"))
+    beyond = {rule for rule in counts if "retention" in rule or "composition" in rule}
+    assert paper == {rule: n for rule, n in counts.items() if rule not in beyond}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +63,7 @@ def metric_models(dino_dir, clip_dir, csd_checkpoint):
     return {
         "dino": {"model": str(dino_dir)},
         "clip_i": {"model": str(clip_dir)},
+        "clip_t": {"model": str(clip_dir)},
         "csd": {"checkpoint": str(csd_checkpoint[0])},
     }
 
@@ -92,6 +104,11 @@ def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, da
         assert meta["settings"]["mixed_precision"] == config["training"]["mixed_precision"]
         assert meta["settings"]["optimizer"] == config["training"]["optimizer"]
         assert {k: meta["base_model"][k] for k in config["base_model"]} == config["base_model"]
+        # Beyond the paper, as the preset sets it: retention with DINO and CLIP-T,
+        # composition with the experiment's image metrics.
+        row = summary[summary.method == "merge_and_init"].set_index("metric")
+        assert row.loc["dino", ["retention_mean", "composition_mean"]].notna().all()
+        assert row.loc["clip_t", "retention_mean"] > 0 and set(experiment["metrics"]) <= set(row.index)
 
 
 @pytest.mark.parametrize("preset", ["sdxl", "sd15"])

@@ -320,6 +320,7 @@ def names_a_user_looks_for(config: dict, name: str) -> dict[str, set[str]]:
     beyond = {}
     if config.get("retention", {}).get("enabled"):
         beyond["Retention"] = {f"retention_{metric}.png" for metric in spec["metrics"] if metric != "denoise"}
+        beyond["Retention"].add("retention_samples.png")
     if config.get("composition", {}).get("enabled"):
         templates = config["composition"]["templates"][spec["domain"]]
         beyond["Composition"] = {f"composition_template{t}.png" for t in range(len(templates))}

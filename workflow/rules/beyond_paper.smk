@@ -61,7 +61,9 @@ rule score_retention:
 
 rule summarize_retention:
     input:
-        get_experiment_retention_scores,
+        scores=get_experiment_retention_scores,
+        samples=get_first_run_final_retention_samples,
+        base=layout.BASE_RETENTION_SAMPLES,
     output:
         table=report(
             layout.RETENTION_TABLE,

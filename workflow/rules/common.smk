@@ -326,6 +326,13 @@ def get_experiment_retention_scores(wildcards):
     ]
 
 
+def get_first_run_final_retention_samples(wildcards):
+    """Per method, in METHODS order, the general prompts drawn after the first run's last task."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    where = {"experiment": experiment.name, "run": experiment.runs[0], "task": experiment.n_tasks}
+    return [path(layout.RETENTION_SAMPLES, method=method, **where) for method in METHODS]
+
+
 def get_final_checkpoint(wildcards):
     """The run's model after its last task: its handoff and trained adapter."""
     n_tasks = EXPERIMENTS[wildcards.experiment].n_tasks
