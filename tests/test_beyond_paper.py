@@ -201,9 +201,11 @@ def test_micro_run_scores_retention_after_every_task_against_the_base_models_sam
                 assert ((scores.value > 0) & (scores.value <= 1 + 1e-9)).all() and (scores.after_task == task).all()
         curves = pd.read_csv(micro_run / layout.path(layout.RETENTION_TABLE, experiment=experiment.name))
         assert len(curves) == 4 * 2 and set(curves.method) == set(MICRO["methods"])
-        summary = pd.read_csv(micro_run / layout.path(layout.SUMMARY, experiment=experiment.name)).set_index("method")
+        summary = pd.read_csv(micro_run / layout.path(layout.SUMMARY, experiment=experiment.name))
+        summary = summary[summary.metric == "colour_structure"].set_index("method")
         last = curves[curves.after_task == 2].set_index("method")["mean"]
         assert summary.loc[last.index, "retention_mean"].to_numpy() == pytest.approx(last.to_numpy())
+        assert np.isnan(summary.loc["base", "retention_mean"])
         figures = micro_run / layout.path(layout.RETENTION_FIGURES, experiment=experiment.name)
         assert Image.open(figures / "retention_colour_structure.png").size[0] > 600
         # The grid: a row per prompt, a column for the base model and each method.

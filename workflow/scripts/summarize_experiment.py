@@ -30,7 +30,9 @@ scores = read_scores(list(snakemake.input.scores))
 retention = read_retention(list(snakemake.input.retention))
 composition = read_composition(list(snakemake.input.composition))
 summary = summary_table(scores, snakemake.params.methods, retention, composition)
-caption = f"Average score and average forgetting, experiment {snakemake.wildcards.experiment}."
+measured = ["average score", "average forgetting"]
+measured += [name for name, frame in (("retention", retention), ("composition", composition)) if not frame.empty]
+caption = f"{', '.join(measured[:-1]).capitalize()} and {measured[-1]}, experiment {snakemake.wildcards.experiment}."
 with atomic_output(snakemake.output.summary) as tmp:
     summary.to_csv(tmp, index=False)
 with atomic_output(snakemake.output.per_run) as tmp:
