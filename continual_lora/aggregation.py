@@ -120,11 +120,21 @@ def summary_table(
     reference: 1 by definition) and the composition score (``retention.csv`` and
     ``composition.csv`` rows) join as columns, by method and metric."""
     table = _paper_summary(scores)
-    for extra, columns in ((_final_retention(retention), RETENTION_COLUMNS), (_composition(composition), COMPOSITION_COLUMNS)):
+    for extra in (_final_retention(retention), _composition(composition)):
         if extra is not None:
             table = table.merge(extra, on=["method", "metric"], how="outer")
+    # A metric scored for retention only (clip_t beside DINO) has no score rows; it has no
+    # run count either, and comes after the experiment's own metrics.
+    table["n_runs"] = table["n_runs"].astype("Int64")
+    scored = set(scores.metric)
     order = {m: i for i, m in enumerate([BASE, *method_order])}
-    return table.sort_values(["metric", "method"], key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
+
+    def sort_key(column: pd.Series) -> pd.Series:
+        if column.name == "method":
+            return column.map(order)
+        return column.map(lambda metric: (metric not in scored, metric))
+
+    return table.sort_values(["metric", "method"], key=sort_key).reset_index(drop=True)
 
 
 def _final_retention(retention: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -186,6 +196,8 @@ def _layout(summary: pd.DataFrame, latex: bool) -> tuple[list[str], list[list[st
     average-forgetting column, and retention and composition where scored (↑ / ↓
     marks which way is better)."""
     metrics = list(dict.fromkeys(summary.metric))
+    methods = list(dict.fromkeys(summary.method))
+    methods = [BASE, *[m for m in methods if m != BASE]] if BASE in methods else methods
     up, down = ("$\\uparrow$", "$\\downarrow$") if latex else ("↑", "↓")
     columns = {metric: _columns(summary, metric) for metric in metrics}
     header = ["Method"]
@@ -193,7 +205,7 @@ def _layout(summary: pd.DataFrame, latex: bool) -> tuple[list[str], list[list[st
         name = metric.replace("_", "\\_") if latex else metric
         header += [f"{name} {label} {up if higher else down}" for label, _, higher in columns[metric]]
     body = []
-    for method in dict.fromkeys(summary.method):
+    for method in methods:
         row = [method.replace("_", "\\_") if latex else method]
         for metric in metrics:
             match = summary[(summary.method == method) & (summary.metric == metric)]

@@ -57,14 +57,15 @@ def prompt_samples(concepts: Sequence[Concept], templates: Iterable[str]) -> lis
 
 
 def composition_metrics(experiment_metrics: Iterable[str]) -> list[str]:
-    """The experiment's metrics that score samples against references alone."""
+    """The experiment's metrics that compare samples with a concept's references, and
+    nothing else (not denoise, which queries the model; not CLIP-T, which reads only
+    the prompt, the same for both concepts of a pair)."""
     from continual_lora.scoring import METRICS
 
-    return [
-        name
-        for name in experiment_metrics
-        if name in METRICS and METRICS[name].uses_samples and not METRICS[name].uses_model
-    ]
+    def compares(cls) -> bool:
+        return cls.uses_samples and cls.uses_references and not cls.uses_model
+
+    return [name for name in experiment_metrics if name in METRICS and compares(METRICS[name])]
 
 
 def score_composition(

@@ -270,6 +270,13 @@ def beyond_the_paper(config: dict[str, Any], workspace: Workspace) -> Iterator[s
             elif not METRICS[name].scores_retention:
                 able = [m for m, cls in METRICS.items() if cls.scores_retention]
                 yield f"config key 'retention.metrics' names metric {name!r}, which cannot score retention; these can: {_names(able)}"
+        for experiment, spec in config["experiments"].items():
+            for name in retention.get("metrics") or []:
+                if name in METRICS and spec["domain"] not in METRICS[name].domains:
+                    yield (
+                        f"config key 'retention.metrics' names metric {name!r}, which scores "
+                        f"{' and '.join(METRICS[name].domains)} only, but experiment {experiment!r} is of {spec['domain']}"
+                    )
         if not retention.get("metrics"):
             for experiment, spec in config["experiments"].items():
                 if not retention_metrics(metric_names(spec), None):
@@ -278,6 +285,15 @@ def beyond_the_paper(config: dict[str, Any], workspace: Workspace) -> Iterator[s
                         f"that can score retention ({', '.join(metric_names(spec))}); name some in 'retention.metrics'"
                     )
     if composition.get("enabled"):
+        for domain, templates in composition.get("templates", {}).items():
+            for template in templates:
+                try:
+                    template.format(a="", b="")
+                except (KeyError, IndexError, ValueError) as error:
+                    yield (
+                        f"config key 'composition.templates.{domain}' holds {template!r}, which has a placeholder "
+                        f"other than {{a}} and {{b}} ({type(error).__name__}: {error}); write a literal brace as {{{{ or }}}}"
+                    )
         for experiment, spec in config["experiments"].items():
             if not composition_metrics(metric_names(spec)):
                 yield (

@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 from snakemake.utils import validate
-from snakemake_harness import job_counts, run_snakemake
+from snakemake_harness import dry_run_jobs, job_counts, run_snakemake
 
 from continual_lora import composition, layout, retention
 from continual_lora.aggregation import summary_table, to_markdown
@@ -57,9 +57,9 @@ def test_an_image_metric_gives_the_base_models_own_samples_a_retention_of_exactl
     images = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(3)]
     metric = get_metric("colour_structure", {"size": 24}, "cpu")
     assert metric.retention(images, images, ["p"] * 3) == pytest.approx(1.0, abs=1e-12)
+    # The same images in another order lose retention: it pairs sample k with base sample k.
     shifted = images[1:] + images[:1]
     assert metric.retention(shifted, images, ["p"] * 3) < 0.99
-    # The same images in another order lose retention: it pairs sample k with base sample k.
     assert not get_metric("denoise", {}, "cpu").scores_retention
 
 
@@ -79,7 +79,54 @@ def test_retention_tables_average_prompts_then_runs_and_take_each_runs_last_task
     assert (final.retention_mean, final.retention_std) == pytest.approx((0.7, 0.1))
 
 
+def write_samples(folder: Path, prompts: list[str], images: list[Image.Image]) -> Path:
+    """A samples folder as generate_prompt_samples writes it: two samples per prompt."""
+    rows = []
+    for template, prompt in enumerate(prompts):
+        for sample in range(2):
+            file = f"retention/t{template}_s{sample}.png"
+            (folder / file).parent.mkdir(parents=True, exist_ok=True)
+            images[2 * template + sample].save(folder / file)
+            rows.append({"prompt": prompt, "template": template, "sample": sample, "task": "", "concept": "retention", "file": file})
+    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    return folder
+
+
+def test_score_retention_pairs_each_sample_with_the_base_sample_of_its_prompt_and_noise(tmp_path):
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(4)]
+    base = write_samples(tmp_path / "base", ["p0", "p1"], images)
+    kwargs = {"metrics": {"colour_structure": {"size": 24}}, "method": "naive", "run": "r", "after_task": 1, "log": lambda _: None}
+    same = retention.score_retention(samples_dir=base, base_dir=base, out_csv=tmp_path / "same.csv", **kwargs)
+    assert [row["value"] for row in same] == pytest.approx([1.0, 1.0], abs=1e-12)
+    # The same images under the other noise: each pairs with a base sample it was not drawn beside.
+    swapped = write_samples(tmp_path / "swapped", ["p0", "p1"], [images[1], images[0], images[3], images[2]])
+    rows = retention.score_retention(samples_dir=swapped, base_dir=base, out_csv=tmp_path / "swapped.csv", **kwargs)
+    metric = get_metric("colour_structure", {"size": 24}, "cpu")
+    expected = [paired_mean_cosine(metric.embed([images[1], images[0]]), metric.embed(images[:2])),
+                paired_mean_cosine(metric.embed([images[3], images[2]]), metric.embed(images[2:]))]  # fmt: skip
+    assert [row["value"] for row in rows] == pytest.approx(expected) and max(expected) < 0.99
+    other = write_samples(tmp_path / "other", ["p0", "another prompt"], images)
+    with pytest.raises(ValueError, match="different retention prompts or samples"):
+        retention.score_retention(samples_dir=other, base_dir=base, out_csv=tmp_path / "other.csv", **kwargs)
+
+
+def test_clip_t_retention_is_the_ratio_of_prompt_alignments_one_for_the_base_model(clip_dir):
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(4)]
+    metric = get_metric("clip_t", {"model": str(clip_dir)}, "cpu")
+    prompts = ["a photo of a ball"] * 2
+    assert metric.retention(images[:2], images[:2], prompts) == pytest.approx(1.0, abs=1e-12)
+    ratio = float(metric.text_similarities(images[2:], prompts).mean() / metric.text_similarities(images[:2], prompts).mean())
+    assert metric.retention(images[2:], images[:2], prompts) == pytest.approx(ratio) and ratio != pytest.approx(1.0)
+
+
 # --------------------------------------------------------------------------- composition
+
+
+def test_composition_scores_with_the_metrics_that_compare_samples_with_references():
+    # Not denoise (it queries the model), not CLIP-T (the prompt is the same for both concepts).
+    assert composition.composition_metrics(["clip_i", "clip_t", "denoise", "dino", "csd"]) == ["clip_i", "dino", "csd"]
 
 
 def test_each_concept_is_in_two_pairs_once_first_once_second():
@@ -138,6 +185,23 @@ def test_the_summary_gains_retention_and_composition_columns_only_where_they_are
     assert naive[3:] == ["0.900 ± 0.000", "0.550 ± 0.000"]
 
 
+def test_a_metric_scored_for_retention_only_comes_after_the_experiments_own_and_the_base_row_stays_first():
+    scores = scores_frame()
+    kept = pd.DataFrame([{"method": "naive", "run": "order0_seed0", "after_task": 2, "prompt": "p", "metric": m, "value": v}
+                         for m, v in (("colour_structure", 0.9), ("clip_t", 0.97))])  # fmt: skip
+    table = summary_table(scores, ["naive"], kept)
+    assert table[["metric", "method"]].values.tolist() == [
+        ["colour_structure", "base"], ["colour_structure", "naive"], ["clip_t", "naive"]
+    ]
+    assert table.n_runs.tolist()[:2] == [1, 1] and str(table.n_runs.dtype) == "Int64"
+    header, _, base, naive = (
+        [cell.strip() for cell in line.strip("|").split("|")] for line in to_markdown(table).splitlines()
+    )
+    assert header[1:] == ["colour_structure score ↑", "colour_structure forgetting ↓", "colour_structure retention ↑",
+                          "clip_t retention ↑"]  # fmt: skip
+    assert base[0] == "base" and naive[0] == "naive" and naive[4] == "0.970 ± 0.000"
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -166,6 +230,21 @@ def test_retention_metrics_that_cannot_score_it_are_refused_in_one_sentence(tmp_
     assert "composition.enabled" in problem(config, tmp_path)
 
 
+def test_a_retention_metric_of_another_domain_and_a_stray_placeholder_are_refused(tmp_path):
+    config = copy.deepcopy(MICRO)
+    config["retention"]["metrics"] = ["csd"]
+    config["metric_settings"] = {"csd": {"checkpoint": "csd.pth"}}
+    assert problem(config, tmp_path) == (
+        "config key 'retention.metrics' names metric 'csd', which scores styles only, "
+        "but experiment 'micro_objects' is of objects."
+    )
+    config = copy.deepcopy(MICRO)
+    config["composition"]["templates"]["objects"] = ["{a} beside {b} in {place}"]
+    assert problem(config, tmp_path).startswith(
+        "config key 'composition.templates.objects' holds '{a} beside {b} in {place}', which has a placeholder other than {a} and {b}"
+    )
+
+
 # --------------------------------------------------------------------------- the workflow
 
 
@@ -176,8 +255,15 @@ def test_with_both_off_the_graph_is_the_papers_alone(tmp_path):
     configfile.write_text(yaml.safe_dump(config))
     counts = job_counts(run_snakemake(tmp_path, configfile, "--dry-run"))
     assert not NEW_RULES & set(counts)
-    on = job_counts(run_snakemake(tmp_path, CONFIGS / "micro.yaml", "--dry-run"))
+    output = run_snakemake(tmp_path, CONFIGS / "micro.yaml", "--dry-run")
+    on = job_counts(output)
     assert set(on) - set(counts) == NEW_RULES
+    # The SLURM profile pairs their sampling and scoring in groups of GPU jobs.
+    groups = dict(item.split("=", 1) for item in yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["groups"])
+    grouped = {rule for rule in groups if rule in NEW_RULES}
+    assert grouped == {rule for rule in NEW_RULES if rule.startswith(("sample_", "score_")) and rule != "sample_base_retention"}
+    gpu = {job.rule: job.resources.get("gpu") for job in dry_run_jobs(output) if job.rule in NEW_RULES}
+    assert {rule for rule, value in gpu.items() if value == "1"} == grouped | {"sample_base_retention"}
     # Per experiment: a retention job pair per checkpoint and one base sampling; a
     # composition job pair per run and for the base; a summary of each.
     checkpoints = 2 * 4 * 2

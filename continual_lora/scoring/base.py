@@ -107,6 +107,8 @@ class Metric(ABC):
     uses_samples: ClassVar[bool] = True
     # True where the score queries the evaluated model itself (ScoringInput.model).
     uses_model: ClassVar[bool] = False
+    # False where the score ignores the task's reference images (CLIP-T reads the prompts).
+    uses_references: ClassVar[bool] = True
     # The task domains whose scores mean something (a style descriptor says nothing
     # about an object's identity); the workflow refuses the others when it loads.
     domains: ClassVar[tuple[str, ...]] = DOMAINS

@@ -32,6 +32,7 @@ class ClipTextMetric(Metric):
     name = "clip_t"
     higher_is_better = True
     defaults: ClassVar[dict[str, Any]] = {"model": "openai/clip-vit-base-patch32", "batch_size": 32}
+    uses_references = False
 
     def __init__(self, settings, device):
         from transformers import AutoTokenizer, CLIPModel

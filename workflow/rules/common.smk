@@ -291,26 +291,29 @@ def get_sample_base_retention_params(wildcards):
     return retention_generation_params(EXPERIMENTS[wildcards.experiment], "base")
 
 
-def beyond_scoring_params(experiment, method, run, after_task=None):
-    """What a retention or composition scoring job needs: the experiment's metrics
-    (the job keeps those that can score it), ``retention.metrics``, their settings."""
-    spec = config["experiments"][experiment.name]
-    configured = config["retention"]["metrics"] or []
-    names = dict.fromkeys([*metric_names(spec), *configured])
+def beyond_scoring_params(experiment, method, run, candidates, **more):
+    """What a retention or composition scoring job needs: the metrics it may score
+    with and their settings (the job keeps those that can score it), nothing else, so
+    that a change to another metric's settings reruns none of these jobs."""
     return canonical({
         "device": config["device"],
-        "experiment_metrics": metric_names(spec),
-        "retention_metrics": configured,
-        "metric_settings": {name: config["metric_settings"].get(name, {}) for name in names},
+        "metrics": {name: config["metric_settings"].get(name, {}) for name in candidates},
         "method": method,
         "run": run,
-        "after_task": after_task,
+        **more,
     })
+
+
+def retention_candidates(experiment):
+    """``retention.metrics`` where set, else the experiment's own metrics."""
+    return config["retention"]["metrics"] or metric_names(config["experiments"][experiment.name])
 
 
 def get_score_retention_params(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
-    return beyond_scoring_params(experiment, wildcards.method, wildcards.run, int(wildcards.task))
+    return beyond_scoring_params(
+        experiment, wildcards.method, wildcards.run, retention_candidates(experiment), after_task=int(wildcards.task)
+    )
 
 
 def get_experiment_retention_scores(wildcards):
@@ -358,16 +361,17 @@ def get_sample_base_composition_params(wildcards):
     return composition_generation_params(EXPERIMENTS[wildcards.experiment], "base")
 
 
+def composition_scoring_params(experiment, method, run):
+    candidates = metric_names(config["experiments"][experiment.name])
+    return beyond_scoring_params(experiment, method, run, candidates, concepts=[c.name for c in experiment.concepts])
+
+
 def get_score_composition_params(wildcards):
-    experiment = EXPERIMENTS[wildcards.experiment]
-    return beyond_scoring_params(experiment, wildcards.method, wildcards.run) | {
-        "concepts": [c.name for c in experiment.concepts]
-    }
+    return composition_scoring_params(EXPERIMENTS[wildcards.experiment], wildcards.method, wildcards.run)
 
 
 def get_score_base_composition_params(wildcards):
-    experiment = EXPERIMENTS[wildcards.experiment]
-    return beyond_scoring_params(experiment, "base", "") | {"concepts": [c.name for c in experiment.concepts]}
+    return composition_scoring_params(EXPERIMENTS[wildcards.experiment], "base", "")
 
 
 def get_experiment_composition_scores(wildcards):

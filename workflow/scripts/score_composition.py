@@ -18,11 +18,11 @@ from continual_lora.models.loading import resolve_device
 # The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
 with holding_gpu():
     params = snakemake.params.scoring
-    names = composition_metrics(params["experiment_metrics"])
+    names = composition_metrics(params["metrics"])
     score_composition(
         samples_dir=snakemake.input.samples,
         concept_dirs=dict(zip(params["concepts"], snakemake.input.concepts, strict=True)),
-        metrics={name: params["metric_settings"].get(name, {}) for name in names},
+        metrics={name: params["metrics"][name] for name in names},
         method=params["method"],
         run=params["run"],
         out_csv=snakemake.output[0],

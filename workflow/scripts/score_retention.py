@@ -18,11 +18,12 @@ from continual_lora.retention import retention_metrics, score_retention
 # The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
 with holding_gpu():
     params = snakemake.params.scoring
-    names = retention_metrics(params["experiment_metrics"], params["retention_metrics"])
+    # retention.metrics, or the experiment's metrics that can score retention.
+    names = retention_metrics(params["metrics"], None)
     score_retention(
         samples_dir=snakemake.input.samples,
         base_dir=snakemake.input.base_samples,
-        metrics={name: params["metric_settings"].get(name, {}) for name in names},
+        metrics={name: params["metrics"][name] for name in names},
         method=params["method"],
         run=params["run"],
         after_task=params["after_task"],
