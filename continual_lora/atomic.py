@@ -8,12 +8,13 @@ write tables and figures start in a fraction of a second.
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,14 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """``rows`` under a header of ``columns``, written atomically."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

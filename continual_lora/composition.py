@@ -10,12 +10,11 @@ paper's metrics and poorly here.
 The pairs are the experiment's concepts in their canonical order, each with the next
 and the last with the first: every concept is in two pairs, once named first and
 once second, whatever the run's task order, so the base model's samples serve every
-run. Columns of a ``composition.csv``: ``method,run,pair,concept,metric,value``.
+run. Columns of a ``composition/scores.csv``: ``method,run,pair,concept,metric,value``.
 """
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from continual_lora.atomic import atomic_output
+from continual_lora.atomic import write_csv
 from continual_lora.data.concepts import Concept
 from continual_lora.generation import read_index
 
@@ -99,10 +98,7 @@ def score_composition(
             value = metric.score(job)
             log(f"{name} of {pair} on {concept}: {value:.4f}")
             rows.append({"method": method, "run": run, "pair": pair, "concept": concept, "metric": name, "value": value})
-    with atomic_output(out_csv) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out_csv, COLUMNS, rows)
     return rows
 
 

@@ -7,14 +7,13 @@ is loaded once per job and scores every task.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
 
-from continual_lora.atomic import atomic_output
+from continual_lora.atomic import write_csv
 from continual_lora.generation import read_index
 from continual_lora.scoring import ModelHandle, ScoringInput, get_metric
 
@@ -61,8 +60,5 @@ def score_samples(
             log(f"{name} on task {task or '-'} ({concept}): {value:.4f}")
             rows.append({"method": method, "run": run, "after_task": after_task, "eval_task": task,
                          "concept": concept, "metric": name, "value": value})  # fmt: skip
-    with atomic_output(out_csv) as tmp, open(tmp, "w", newline="") as handle_out:
-        writer = csv.DictWriter(handle_out, fieldnames=SCORE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out_csv, SCORE_COLUMNS, rows)
     return rows

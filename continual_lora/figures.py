@@ -346,8 +346,20 @@ def plot_heatmap_overview(matrices: Mapping[str, np.ndarray], metric: str, out_s
 
 def plot_first_task_curve(scores: pd.DataFrame, metric: str, out_stem: str | Path) -> list[Path]:
     """Score on each run's first task after every later task: mean over runs, +-1 std band."""
-    curves = first_task_curves(scores, metric)
     base = base_first_task_score(scores, metric)
+    return _plot_task_curves(
+        first_task_curves(scores, metric),
+        ylabel=f"{metric_label(metric)} on task 1",
+        title=f"First task's {metric_label(metric, with_direction=False)} as later tasks are learnt",
+        base=None if base is None else (base, format_value(base)),
+        final=format_value,
+        out_stem=out_stem,
+    )
+
+
+def _plot_task_curves(curves: pd.DataFrame, *, ylabel: str, title: str, base, final, out_stem) -> list[Path]:
+    """One line per method over ``after_task`` (``mean``, a +-1 ``std`` band where
+    ``n_runs`` > 1), the base model dashed at ``base`` (value, label) where given."""
     n_tasks = int(curves["after_task"].max())
     with _style():
         fig = Figure(figsize=(max(8.0, 0.45 * n_tasks + 4.0), 4.4), layout="constrained")
@@ -358,18 +370,17 @@ def plot_first_task_curve(scores: pd.DataFrame, metric: str, out_stem: str | Pat
             colour = method_colour(method)
             # The final value sits in the legend, where it cannot collide with the lines.
             ax.plot(x, mean, color=colour, marker=method_marker(method), markersize=5, linewidth=2,
-                    label=f"{method_label(method)} (final {format_value(mean[-1])})")  # fmt: skip
+                    label=f"{method_label(method)} (final {final(mean[-1])})")  # fmt: skip
             if (curve["n_runs"] > 1).any():
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, linewidth=0)
         if base is not None:
-            ax.axhline(base, **BASE_STYLE, label=f"{method_label(BASE)} ({format_value(base)})")
+            ax.axhline(base[0], **BASE_STYLE, label=f"{method_label(BASE)} ({base[1]})")
         n_runs = int(curves["n_runs"].max())
         ax.set_xticks(range(1, n_tasks + 1))
         ax.set_xlim(0.7, n_tasks + 0.3)
         ax.set_xlabel("model after task")
-        ax.set_ylabel(f"{metric_label(metric)} on task 1")
-        ax.set_title(f"First task's {metric_label(metric, with_direction=False)} as later tasks are learnt"
-                     f" (mean ± std, {n_runs} run{'s' if n_runs != 1 else ''})")  # fmt: skip
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title} (mean ± std, {n_runs} run{'s' if n_runs != 1 else ''})")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return save_figure(fig, out_stem)
@@ -384,29 +395,14 @@ def plot_retention(curves: pd.DataFrame, metric: str, out_stem: str | Path) -> l
     curves = curves[curves["metric"] == metric]
     if curves.empty:
         raise ValueError(f"no retention scores for metric {metric!r}")
-    n_tasks = int(curves["after_task"].max())
-    with _style():
-        fig = Figure(figsize=(max(8.0, 0.45 * n_tasks + 4.0), 4.4), layout="constrained")
-        ax = fig.subplots()
-        for method in ordered_methods(curves["method"]):
-            curve = curves[curves["method"] == method].sort_values("after_task")
-            x, mean, std = curve["after_task"].to_numpy(), curve["mean"].to_numpy(), curve["std"].to_numpy()
-            colour = method_colour(method)
-            ax.plot(x, mean, color=colour, marker=method_marker(method), markersize=5, linewidth=2,
-                    label=f"{method_label(method)} (final {mean[-1]:.3f})")  # fmt: skip
-            if (curve["n_runs"] > 1).any():
-                ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, linewidth=0)
-        ax.axhline(1.0, **BASE_STYLE, label=f"{method_label(BASE)} (1, by definition)")
-        n_runs = int(curves["n_runs"].max())
-        ax.set_xticks(range(1, n_tasks + 1))
-        ax.set_xlim(0.7, n_tasks + 0.3)
-        ax.set_xlabel("model after task")
-        ax.set_ylabel(f"retention ({METRIC_LABELS.get(metric, metric)})")
-        ax.set_title(f"General prompts: how much of the base model's samples each model keeps"
-                     f" (mean ± std, {n_runs} run{'s' if n_runs != 1 else ''})")  # fmt: skip
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    return save_figure(fig, out_stem)
+    return _plot_task_curves(
+        curves,
+        ylabel=f"retention ({METRIC_LABELS.get(metric, metric)})",
+        title="General prompts: how much of the base model's samples each model keeps",
+        base=(1.0, "1, by definition"),
+        final=lambda value: f"{value:.3f}",
+        out_stem=out_stem,
+    )
 
 
 # ----------------------------------------------------------------------------- sample grid

@@ -9,13 +9,12 @@ and noise; CLIP-T, how well the samples still match their prompt, relative to th
 base model's. Either way the base model scores exactly 1.0, and a chain whose
 general prompts drift toward its concepts scores less.
 
-Columns of a checkpoint's ``retention.csv``: ``method,run,after_task,prompt,metric,value``
+Columns of a checkpoint's ``retention/scores.csv``: ``method,run,after_task,prompt,metric,value``
 (one row per prompt and metric).
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from continual_lora.atomic import atomic_output
+from continual_lora.atomic import write_csv
 from continual_lora.generation import read_index
 
 GROUP = "retention"  # the samples' folder and concept column
@@ -88,10 +87,7 @@ def score_retention(
             log(f"{name} retention on {prompt!r}: {value:.4f}")
             rows.append({"method": method, "run": run, "after_task": after_task, "prompt": prompt,
                          "metric": name, "value": value})  # fmt: skip
-    with atomic_output(out_csv) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out_csv, COLUMNS, rows)
     return rows
 
 

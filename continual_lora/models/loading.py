@@ -114,3 +114,23 @@ def checkpoint_deltas(
         return stored.model_delta(device)
     trained = load_tensors(task_lora or Path(handoff).with_name(TASK_LORA)).factors()
     return method.evaluated_update(stored.tensors, trained, stored.scale, device)
+
+
+def evaluated_pipeline(
+    model: ModelSource | str | Path | dict,
+    device: str | torch.device,
+    dtype: str | torch.dtype,
+    method: str,
+    method_settings: dict | None = None,
+    handoff: str | Path | None = None,
+    task_lora: str | Path | None = None,
+):
+    """The pipeline of the model evaluated after a task (``handoff`` of ``method``, with
+    its settings), or the base model where there is no handoff, on ``device``."""
+    # Here, not at module level: the registry imports the methods, which do not need diffusers.
+    from continual_lora.methods import get_method
+
+    if handoff is None:
+        return load_pipeline(model, None, device=device, dtype=dtype)
+    deltas = checkpoint_deltas(handoff, device, get_method(method, method_settings or {}), task_lora)
+    return load_pipeline(model, deltas, device=device, dtype=dtype)

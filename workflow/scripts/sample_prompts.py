@@ -15,20 +15,19 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from continual_lora.atomic import atomic_directory
 from continual_lora.generation import GenerationSettings, generate_prompt_samples
-from continual_lora.methods import get_method
-from continual_lora.models.loading import checkpoint_deltas, load_pipeline, resolve_device
+from continual_lora.models.loading import evaluated_pipeline, resolve_device
 
 # The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
 with holding_gpu():
     params = snakemake.params.generation
-    handoff = snakemake.input.get("handoff")
-    device = resolve_device(params["device"])
-    method = get_method(params["method"], params["method_settings"]) if handoff else None
-    pipeline = load_pipeline(
+    pipeline = evaluated_pipeline(
         params["base_model"],
-        checkpoint_deltas(handoff, device, method, snakemake.input.task_lora) if handoff else None,
-        device=device,
-        dtype=params["dtype"],
+        resolve_device(params["device"]),
+        params["dtype"],
+        params["method"],
+        params["method_settings"],
+        snakemake.input.get("handoff"),
+        snakemake.input.get("task_lora"),
     )
     settings = GenerationSettings(**params["settings"] | {"templates": ()})
     with atomic_directory(snakemake.output[0]) as out_dir:
