@@ -270,16 +270,16 @@ def beyond_the_paper(config: dict[str, Any], workspace: Workspace) -> Iterator[s
             elif not METRICS[name].scores_retention:
                 able = [m for m, cls in METRICS.items() if cls.scores_retention]
                 yield f"config key 'retention.metrics' names metric {name!r}, which cannot score retention; these can: {_names(able)}"
-        for experiment, spec in config["experiments"].items():
-            for name in retention.get("metrics") or []:
-                if name in METRICS and spec["domain"] not in METRICS[name].domains:
-                    yield (
-                        f"config key 'retention.metrics' names metric {name!r}, which scores "
-                        f"{' and '.join(METRICS[name].domains)} only, but experiment {experiment!r} is of {spec['domain']}"
-                    )
+            else:
+                for experiment, spec in config["experiments"].items():
+                    if spec["domain"] not in METRICS[name].domains:
+                        yield (
+                            f"config key 'retention.metrics' names metric {name!r}, which scores "
+                            f"{' and '.join(METRICS[name].domains)} only, but experiment {experiment!r} is of {spec['domain']}"
+                        )
         if not retention.get("metrics"):
             for experiment, spec in config["experiments"].items():
-                if not retention_metrics(metric_names(spec), None):
+                if not retention_metrics(metric_names(spec)):
                     yield (
                         f"config key 'retention.enabled' is true, but experiment {experiment!r} scores with no metric "
                         f"that can score retention ({', '.join(metric_names(spec))}); name some in 'retention.metrics'"

@@ -15,6 +15,7 @@ from PIL import Image
 from continual_lora import figures, task_updates
 from continual_lora.aggregation import mean_matrix
 from continual_lora.checkpoint import load_tensors
+from continual_lora.composition import SEPARATOR
 from continual_lora.generation import read_index
 
 
@@ -119,9 +120,11 @@ def composition_grid_figures(
     folders = {figures.BASE: Path(base_samples)} | {m: Path(f) for m, f in final_samples.items()}
     prompts = {(int(row["template"]), row["concept"]): row["prompt"] for row in read_index(folders[figures.BASE])}
     written: list[Path] = []
-    for template, grid in sorted(_prompt_cells(folders, lambda row: row["concept"].replace("+", " + "), sample).items()):
-        rows = list(dict.fromkeys(label for label, _ in grid))
-        first = prompts[(template, rows[0].replace(" + ", "+"))]
+    for template, cells in sorted(_prompt_cells(folders, lambda row: row["concept"], sample).items()):
+        pairs = list(dict.fromkeys(pair for pair, _ in cells))
+        grid = {(pair.replace(SEPARATOR, " + "), method): image for (pair, method), image in cells.items()}
+        rows = [pair.replace(SEPARATOR, " + ") for pair in pairs]
+        first = prompts[(template, pairs[0])]
         title = f"Two learnt concepts in one prompt, after the last task (e.g. {first!r})"
         written += figures.plot_sample_grid(grid, rows, list(folders), title, out_dir / f"composition_template{template}")
     return written

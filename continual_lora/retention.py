@@ -34,16 +34,14 @@ def prompt_samples(prompts: Iterable[str]) -> list[tuple[str, str]]:
     return [(GROUP, prompt) for prompt in prompts]
 
 
-def retention_metrics(experiment_metrics: Iterable[str], configured: Iterable[str] | None) -> list[str]:
-    """The metrics retention is scored with: ``retention.metrics`` where set, else the
-    experiment's own metrics that can score it."""
-    # Here, not at module level: the registry imports torch, and the workflow's input
-    # functions call this.
+def retention_metrics(candidates: Iterable[str]) -> list[str]:
+    """Those of ``candidates`` (``retention.metrics`` where set, else the experiment's
+    own metrics) that can score retention."""
+    # Here, not at module level: the registry imports torch, which the config checks
+    # have loaded anyway but a table job need not.
     from continual_lora.scoring import METRICS
 
-    if configured:
-        return list(configured)
-    return [name for name in experiment_metrics if name in METRICS and METRICS[name].scores_retention]
+    return [name for name in candidates if name in METRICS and METRICS[name].scores_retention]
 
 
 def _by_prompt(samples_dir: Path) -> dict[int, tuple[str, dict[int, Path]]]:

@@ -151,6 +151,17 @@ def run_checkpoint_files(wildcards, template):
     ]
 
 
+def experiment_checkpoint_files(experiment, template):
+    """``template`` (a file of one task) of every checkpoint of ``experiment``, by
+    method, run and task."""
+    return [
+        path(template, experiment=experiment.name, method=method, run=run, task=task)
+        for method in METHODS
+        for run in experiment.runs
+        for task in range(1, experiment.n_tasks + 1)
+    ]
+
+
 def get_run_handoffs(wildcards):
     return run_checkpoint_files(wildcards, layout.HANDOFF)
 
@@ -320,13 +331,7 @@ def get_experiment_retention_scores(wildcards):
     """Every checkpoint's retention scores of an experiment; none where retention is off."""
     if not retention_enabled():
         return []
-    experiment = EXPERIMENTS[wildcards.experiment]
-    return [
-        path(layout.RETENTION_SCORES, experiment=experiment.name, method=method, run=run, task=task)
-        for method in METHODS
-        for run in experiment.runs
-        for task in range(1, experiment.n_tasks + 1)
-    ]
+    return experiment_checkpoint_files(EXPERIMENTS[wildcards.experiment], layout.RETENTION_SCORES)
 
 
 def get_first_run_final_retention_samples(wildcards):
@@ -338,12 +343,7 @@ def get_first_run_final_retention_samples(wildcards):
 
 def get_final_checkpoint(wildcards):
     """The run's model after its last task: its handoff and trained adapter."""
-    n_tasks = EXPERIMENTS[wildcards.experiment].n_tasks
-    files = {"handoff": layout.HANDOFF, "task_lora": layout.TASK_LORA}
-    return {
-        name: path(template, experiment=wildcards.experiment, method=wildcards.method, run=wildcards.run, task=n_tasks)
-        for name, template in files.items()
-    }
+    return {"handoff": get_run_handoffs(wildcards)[-1], "task_lora": get_run_task_loras(wildcards)[-1]}
 
 
 def composition_generation_params(experiment, method):
@@ -399,23 +399,12 @@ def get_first_run_composition_samples(wildcards):
 def get_experiment_scores(wildcards):
     """Every scores.csv of an experiment: the base model's and each checkpoint's."""
     experiment = EXPERIMENTS[wildcards.experiment]
-    files = [path(layout.BASE_SCORES, experiment=experiment.name)]
-    for method in METHODS:
-        for run in experiment.runs:
-            for task in range(1, experiment.n_tasks + 1):
-                files.append(path(layout.SCORES, experiment=experiment.name, method=method, run=run, task=task))
-    return files
+    return [path(layout.BASE_SCORES, experiment=experiment.name), *experiment_checkpoint_files(experiment, layout.SCORES)]
 
 
 def get_experiment_metas(wildcards):
     """Every checkpoint's meta.json of an experiment, with what it was trained with."""
-    experiment = EXPERIMENTS[wildcards.experiment]
-    return [
-        path(layout.META, experiment=experiment.name, method=method, run=run, task=task)
-        for method in METHODS
-        for run in experiment.runs
-        for task in range(1, experiment.n_tasks + 1)
-    ]
+    return experiment_checkpoint_files(EXPERIMENTS[wildcards.experiment], layout.META)
 
 
 def get_final_samples(wildcards):

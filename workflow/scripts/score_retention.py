@@ -19,7 +19,7 @@ from continual_lora.retention import retention_metrics, score_retention
 with holding_gpu():
     params = snakemake.params.scoring
     # retention.metrics, or the experiment's metrics that can score retention.
-    names = retention_metrics(params["metrics"], None)
+    names = retention_metrics(params["metrics"])
     score_retention(
         samples_dir=snakemake.input.samples,
         base_dir=snakemake.input.base_samples,
