@@ -4,17 +4,25 @@ run), dataset_fixtures.py (the miniature datasets), tiny_metric_models.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import tiny_metric_models
 from continual_lora.data.sources import make_source
+from continual_lora.models.model_cache import CACHE_ENV
 from continual_lora.models.tiny import TinyModelSettings, build_tiny_pipeline, build_tokenizer
 from dataset_fixtures import write_dreambooth_fixture, write_unlearncanvas_fixture
 from snakemake_harness import run_snakemake
 
 CONFIGS = Path(__file__).parent / "configs"
+
+
+def pytest_configure(config):
+    # Every workflow the tests run pretrains its own model: none comes from, or lands
+    # in, the cache of pretrained models of the person running them.
+    os.environ[CACHE_ENV] = "off"
 
 
 @pytest.fixture(scope="session")

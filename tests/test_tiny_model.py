@@ -18,6 +18,7 @@ from continual_lora.models.tiny import (
     build_tokenizer,
     learn_merges,
     pretrain_tiny_model,
+    recoloured_copies,
     sample_grid,
 )
 
@@ -195,6 +196,44 @@ def micro_runs(tmp_path_factory):
     return examples, first, second, lines
 
 
+def test_the_noise_schedule_ends_at_pure_noise_and_the_model_predicts_the_velocity(tokenizer_dir):
+    from diffusers import DDPMScheduler
+
+    pipe = build_tiny_pipeline(TinyModelSettings(resolution=32), _load_tokenizer(tokenizer_dir))
+    schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+    assert schedule.config.prediction_type == "v_prediction"
+    # Zero terminal SNR: nothing of the image is left at the last timestep, while the
+    # schedule starts where SD's does.
+    assert float(schedule.alphas_cumprod[-1]) < 1e-6
+    assert float(schedule.alphas_cumprod[0]) == pytest.approx(1 - 0.00085, rel=1e-3)
+    pipe.scheduler.set_timesteps(10)
+    assert int(pipe.scheduler.timesteps[0]) == 999  # sampling starts at pure noise
+
+
+def test_recoloured_copies_permute_invert_and_darken_each_image():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 3, 4, 4, generator=g) * 2 - 1
+    copies = recoloured_copies(images, torch.Generator().manual_seed(1))
+    assert copies.shape == images.shape
+    x, y = (images + 1) / 2, (copies + 1) / 2
+    inverted = darkened = 0
+    for original, copy in zip(x, y):
+        # Some channel order of the image or of its negative, times one factor in [0.2, 1].
+        fits = []
+        for order in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+            for invert in (False, True):
+                base = original[list(order)]
+                base = 1 - base if invert else base
+                factor = float((base * copy).sum() / (base * base).sum())
+                if torch.allclose(copy, factor * base, atol=1e-5) and 0.2 - 1e-6 <= factor <= 1 + 1e-6:
+                    fits.append((invert, factor))
+        assert fits, "a copy is not a recoloured image"
+        inverted += any(invert for invert, _ in fits)
+        darkened += all(factor < 1 - 1e-6 for _, factor in fits)
+    # About half of each, drawn independently.
+    assert 20 <= inverted <= 44 and 20 <= darkened <= 44
+
+
 def test_micro_pretrain_saves_a_loadable_model_and_logs(micro_runs):
     from diffusers import DiffusionPipeline
 
@@ -212,10 +251,11 @@ def test_micro_pretrain_saves_a_loadable_model_and_logs(micro_runs):
     assert stats["vae_loss_last"] < stats["vae_loss_first"]
 
 
-def test_micro_pretrain_lowers_the_noise_prediction_loss(micro_runs):
+def test_micro_pretrain_lowers_the_training_loss(micro_runs):
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     from continual_lora.images import training_images
+    from continual_lora.models.noising import prediction_target
 
     examples, out, _, _ = micro_runs
     trained = StableDiffusionPipeline.from_pretrained(out)
@@ -229,7 +269,9 @@ def test_micro_pretrain_lowers_the_noise_prediction_loss(micro_runs):
         noise = torch.randn(z0.shape, generator=g)
         t = torch.randint(0, 1000, (z0.shape[0],), generator=g)
         zt = noise_scheduler.add_noise(z0, noise, t)
-        losses = [torch.mean((p.unet(zt, t, ctx).sample - noise) ** 2).item() for p in (trained, untrained)]
+        # The velocity, for this model predicts it (on a zero-terminal-SNR schedule).
+        target = prediction_target(noise_scheduler, z0, noise, t)
+        losses = [torch.mean((p.unet(zt, t, ctx).sample - target) ** 2).item() for p in (trained, untrained)]
     assert losses[0] < 0.8 * losses[1], losses
 
 

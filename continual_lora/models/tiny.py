@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from continual_lora.images import training_images
-from continual_lora.models.noising import SD_NOISE_SCHEDULE, min_snr_weights, noisy_batch
+from continual_lora.models.noising import SD_NOISE_SCHEDULE, noisy_batch
 
 __all__ = [
     "TinyModelSettings",
@@ -43,7 +43,7 @@ _VOCAB_SIZE = 4096  # an upper bound: the synthetic prompts need a few hundred t
 class TinyModelSettings:
     """What the workflow can tune.  The defaults pretrain in about 3 minutes on 2 CPU cores."""
 
-    resolution: int = 64  # image side in px; a multiple of 16
+    resolution: int = 32  # image side in px; a multiple of 16
     pretrain_steps: int = 1300  # UNet steps
     vae_steps: int = 700  # VAE steps (batches of 16 half-size crops, then whole images)
     batch_size: int = 32  # UNet batch
@@ -208,14 +208,15 @@ def build_tokenizer(corpus: Iterable[str], out_dir: str | Path, extra_words: Ite
 # --------------------------------------------------------------------------- model
 
 # Architecture.  Chosen by measuring sample quality against CPU time, see
-# pretrain_tiny_model: a 3-level VAE (64 px -> 16x16x4 latents keeps outlines that
-# an 8x8 latent blurs away) and a 3-level UNet with attention only at its 8x8 level
-# (self-attention at 16x16 costs more than all the convolutions together on CPU).
+# pretrain_tiny_model: a 2-level VAE (32 px -> 16x16x4 latents keeps the patterns'
+# two-pixel dots and stripes that a stronger compression blurs away) and a 3-level
+# UNet with attention only at its 8x8 level (self-attention at 16x16 costs more than
+# all the convolutions together on CPU).
 _TEXT_WIDTH = 64
 _TEXT_LAYERS = 2
 _TEXT_HEADS = 4
 _LATENT_CHANNELS = 4
-_VAE_CHANNELS = (16, 32, 64)
+_VAE_CHANNELS = (32, 64)
 # GroupNorm with one channel per group is instance norm, which erases each image's
 # mean colour; small VAE/UNet widths therefore need few groups.
 _VAE_GROUPS = 4
@@ -238,7 +239,6 @@ _VAE_COLOUR_WEIGHT = 0.3
 _UNET_WEIGHT_DECAY = 0.01
 _UNET_EMA = 0.999
 _PROMPT_DROPOUT = 0.1
-_MIN_SNR_GAMMA = 5.0
 _STATS_FILE = "pretrain_stats.json"
 
 
@@ -306,12 +306,19 @@ def _vae_config(settings: TinyModelSettings) -> dict:
 
 
 def _scheduler_config() -> dict:
-    # SD 1.x's noise schedule; DPM-Solver++ samples well from it in 20-25 steps.
+    # SD 1.x's noise schedule rescaled to a zero terminal SNR, with v-prediction and
+    # sampling from the last timestep (Lin et al. 2024, as SD 2.x's v models can be
+    # set up in diffusers). On SD's own schedule the noisiest latent still carries the
+    # image's mean colour, so a model never learns to choose it: its samples keep the
+    # pretraining corpus's average ground, and no fine-tuning can teach it a task's
+    # black or grey one (the epsilon loss at those timesteps is already ~0.005).
     return SD_NOISE_SCHEDULE | dict(
-        prediction_type="epsilon",
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
         algorithm_type="dpmsolver++",
         solver_order=2,
-        steps_offset=1,
+        steps_offset=1,  # unused with trailing timesteps; diffusers warns about any other value
     )
 
 
@@ -360,8 +367,30 @@ def _should_log(step: int, total: int) -> bool:
     return step % max(1, total // 10) == 0 or step == total - 1
 
 
+def recoloured_copies(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The corpus's images (in [-1, 1]) recoloured: channels permuted, half of them
+    inverted, half of them darkened.
+
+    The VAE is the model's codec: it has to represent every colour and tone a task may
+    bring (neon on black, green scanlines, sepia paper), not only the pretraining
+    corpus's plain objects on light grounds.  Trained on those alone it decodes a black
+    ground as grey-green and a task's look is lost before the UNet ever sees it.  Only
+    the VAE sees these copies; the UNet's prior is pretrained on the plain corpus.
+    """
+    n = images.shape[0]
+    x = (images + 1) / 2
+    order = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])
+    x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+    invert = torch.rand(n, 1, 1, 1, generator=gen) < 0.5
+    x = torch.where(invert, 1 - x, x)
+    darken = torch.rand(n, 1, 1, 1, generator=gen) < 0.5
+    x = torch.where(darken, x * (0.2 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen)), x)
+    return x * 2 - 1
+
+
 def _train_vae(vae, images: torch.Tensor, settings: TinyModelSettings, gen: torch.Generator, log) -> tuple[float, float]:
     latent_channels = vae.config.latent_channels
+    images = torch.cat([images, recoloured_copies(images, gen)]).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         # Start with a tiny posterior std: at the default std of 1 the sampling noise
         # swamps the still-small encoder means and the decoder learns nothing early on.
@@ -443,10 +472,9 @@ def _train_unet(pipe, latent_mean, latent_std, cond, cond_index, uncond, setting
         drop = torch.rand(len(idx), generator=gen) < _PROMPT_DROPOUT
         ctx = torch.where(drop[:, None, None], uncond.expand_as(ctx), ctx)
         pred = unet(batch.noisy, batch.timesteps, encoder_hidden_states=ctx).sample
-        # Otherwise the class shapes, decided at high noise, come late.
-        weight = min_snr_weights(noise_scheduler, batch.timesteps, _MIN_SNR_GAMMA)
-        per_example = F.mse_loss(pred, batch.target, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_example * weight).mean()
+        # The plain velocity loss weighs an image's error (x0) by SNR + 1, so the
+        # noisiest timesteps, where the shapes and colours are decided, count fully.
+        loss = F.mse_loss(pred, batch.target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -455,12 +483,12 @@ def _train_unet(pipe, latent_mean, latent_std, cond, cond_index, uncond, setting
         decay = min(_UNET_EMA, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
-        plain = per_example.mean().item()  # unweighted noise-prediction MSE, for logs
+        plain = loss.item()
         if step == 0:
             first = smoothed = plain
         smoothed = 0.98 * smoothed + 0.02 * plain
         if _should_log(step, steps):
-            log(f"unet step {step + 1}/{steps}: noise-prediction loss {smoothed:.4f}")
+            log(f"unet step {step + 1}/{steps}: velocity loss {smoothed:.4f}")
     with torch.no_grad():
         for e, p in zip(ema, params):
             p.copy_(e)
@@ -522,7 +550,7 @@ def pretrain_tiny_model(
     cond_index = torch.tensor([lookup[p] for p in prompts])
     unet_first, unet_last = _train_unet(pipe, latent_mean, latent_std, cond, cond_index, uncond, settings, gen, log)
     seconds = time.time() - start
-    log(f"unet done after {seconds:.0f}s: noise-prediction loss {unet_first:.4f} -> {unet_last:.4f}")
+    log(f"unet done after {seconds:.0f}s: velocity loss {unet_first:.4f} -> {unet_last:.4f}")
 
     pipe.save_pretrained(out_dir)
     stats = {

@@ -1,0 +1,88 @@
+"""The cache of pretrained tiny models: what its key depends on, that a cached model is
+the built one byte for byte, and the pretraining rule's use of it."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+from pathlib import Path
+
+from continual_lora.models import model_cache
+from continual_lora.models.model_cache import CACHE_ENV, cache_root, cached_build, model_key
+from snakemake_harness import run_snakemake
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_ENV, "off")
+    assert cache_root() is None
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "continual-lora"
+
+
+def test_the_key_changes_with_the_inputs_and_with_any_line_of_the_package(monkeypatch, tmp_path):
+    key = model_key("tiny", {"settings": {"seed": 0}})
+    assert key == model_key("tiny", {"settings": {"seed": 0}})
+    assert key.startswith("tiny-")
+    assert key != model_key("tiny", {"settings": {"seed": 1}})
+    assert key != model_key("other", {"settings": {"seed": 0}})
+    copy = tmp_path / "continual_lora"
+    shutil.copytree(model_cache._PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(model_cache, "_PACKAGE_ROOT", copy)
+    assert model_key("tiny", {"settings": {"seed": 0}}) == key
+    with open(copy / "models" / "tiny.py", "a") as source:
+        source.write("\n# one more line\n")
+    assert model_key("tiny", {"settings": {"seed": 0}}) != key
+
+
+def test_a_cached_model_is_the_built_one_and_is_not_built_again(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    builds = []
+
+    def build(out_dir: Path) -> None:
+        builds.append(out_dir)
+        (out_dir / "unet").mkdir()
+        (out_dir / "unet" / "weights.bin").write_bytes(os.urandom(64))
+        (out_dir / "stats.json").write_text("{}")
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    assert cached_build("tiny-k", first, build, log=lambda _: None) is False
+    assert cached_build("tiny-k", second, build, log=lambda _: None) is True
+    assert len(builds) == 1
+    assert _same_tree(first, second)
+    assert _same_tree(first, tmp_path / "cache" / "tiny-k")
+    # Nothing half-written is left beside the entry.
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny-k"]
+
+    monkeypatch.setenv(CACHE_ENV, "off")
+    third = tmp_path / "third"
+    third.mkdir()
+    assert cached_build("tiny-k", third, build, log=lambda _: None) is False
+    assert len(builds) == 2
+
+
+def test_the_pretraining_rule_copies_a_model_another_clone_pretrained(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    config = CONFIGS / "micro.yaml"
+    first, second = tmp_path / "clone1", tmp_path / "clone2"
+    for clone in (first, second):
+        clone.mkdir()
+        run_snakemake(clone, config, "results/models/tiny", cores=1)
+    log = (second / "results" / "logs" / "models" / "pretrain_tiny_model.log").read_text()
+    assert "copied the model from the cache" in log
+    assert "pretraining the tiny model" not in log
+    assert "pretraining the tiny model" in (first / "results" / "logs" / "models" / "pretrain_tiny_model.log").read_text()
+    assert _same_tree(first / "results" / "models" / "tiny", second / "results" / "models" / "tiny")
