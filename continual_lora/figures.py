@@ -40,8 +40,11 @@ METHOD_ORDER = (
     "dare",
 )
 BASE = "base"
+# A column of the concept's own training image, beside the models' samples.
+TRAINING_IMAGE = "training_image"
 
 METHOD_LABELS = {
+    TRAINING_IMAGE: "Training image",
     BASE: "Base model",
     "naive": "Naive fine-tuning",
     "merge_and_init": "Merge & init",
@@ -120,9 +123,10 @@ def _style():
 
 
 def ordered_methods(methods: Iterable[str]) -> list[str]:
-    """The base model first, then the paper's methods in their fixed order, then any others as given."""
+    """A training image and the base model first, then the paper's methods in their fixed
+    order, then any others as given."""
     methods = list(dict.fromkeys(methods))
-    known = [m for m in (BASE, *METHOD_ORDER) if m in methods]
+    known = [m for m in (TRAINING_IMAGE, BASE, *METHOD_ORDER) if m in methods]
     return known + [m for m in methods if m not in known]
 
 
@@ -131,6 +135,8 @@ def method_label(method: str) -> str:
 
 
 def method_colour(method: str) -> str:
+    if method == TRAINING_IMAGE:
+        return "0.1"
     if method == BASE:
         return BASE_STYLE["color"]
     if method in METHOD_COLOURS:

@@ -16,6 +16,7 @@ from continual_lora import figures, task_updates
 from continual_lora.aggregation import mean_matrix
 from continual_lora.checkpoint import load_tensors
 from continual_lora.composition import SEPARATOR
+from continual_lora.data.concepts import read_concept
 from continual_lora.generation import read_index
 
 
@@ -69,6 +70,45 @@ def sample_grid_figures(
         title = f"Samples after the last task: {text.replace('{}', 'V*')!r}"
         written += figures.plot_sample_grid(
             grid, rows, [figures.BASE, *final_samples], title, out_dir / f"samples_template{template}"
+        )
+    return written
+
+
+def right_after_figures(
+    samples: dict[str, list[str | Path]],
+    base_samples: str | Path,
+    concept_dirs: dict[str, str | Path],
+    templates: dict[int, str],
+    out_dir: str | Path,
+    sample: int = 0,
+) -> list[Path]:
+    """Plasticity to the eye: rows are one run's tasks in order, and each method's cell
+    is its sample of task t drawn right after training task t (``samples``: per method,
+    the samples folder after each task, in task order), beside a training image of the
+    concept and the base model's sample from the same noise; one figure per template."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base_index = read_index(base_samples)
+    written: list[Path] = []
+    for template, text in templates.items():
+        grid, rows = {}, []
+        for method, folders in samples.items():
+            for task, folder in enumerate(folders, start=1):
+                for row in read_index(folder):
+                    if (int(row["task"]), int(row["template"]), int(row["sample"])) == (task, template, sample):
+                        label = f"task {task}: {row['concept']}"
+                        if label not in rows:
+                            rows.append(label)
+                        grid[(label, method)] = Image.open(Path(folder) / row["file"]).convert("RGB")
+        for label in rows:
+            concept = label.split(": ", 1)[1]
+            grid[(label, figures.TRAINING_IMAGE)] = read_concept(concept_dirs[concept]).load_train_images()[0]
+            for row in base_index:
+                if row["concept"] == concept and int(row["template"]) == template and int(row["sample"]) == sample:
+                    grid[(label, figures.BASE)] = Image.open(Path(base_samples) / row["file"]).convert("RGB")
+        title = f"Right after training each task: {text.replace('{}', 'V*')!r}"
+        written += figures.plot_sample_grid(
+            grid, rows, [figures.TRAINING_IMAGE, figures.BASE, *samples], title, out_dir / f"right_after_template{template}"
         )
     return written
 

@@ -330,7 +330,7 @@ def names_a_user_looks_for(config: dict, name: str) -> dict[str, set[str]]:
         | {f"heatmaps_{metric}.png" for metric in spec["metrics"]}
         | {f"first_task_{metric}.png" for metric in spec["metrics"]}
         | {f"plasticity_forgetting_{metric}.png" for metric in spec["metrics"]},
-        "Samples": {f"samples_template{t}.png" for t in range(n_templates)},
+        "Samples": {f"{kind}_template{t}.png" for kind in ("samples", "right_after") for t in range(n_templates)},
         "Sign conflicts": {f"{kind}_{method}.png" for kind in ("sign_conflicts", "norm_ratio") for method in methods},
     }
 

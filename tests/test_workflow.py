@@ -187,7 +187,7 @@ def test_micro_run_draws_every_figure_and_builds_the_report(micro_run, micro_rep
         expected |= {f"scores/heatmaps_{m}" for m in spec["metrics"]}
         expected |= {f"sign_conflicts/{kind}_{method}" for kind in ("sign_conflicts", "norm_ratio") for method in methods}
         n_templates = min(2, len(config["evaluation"]["templates"][spec["domain"]]))
-        expected |= {f"samples/samples_template{t}" for t in range(n_templates)}
+        expected |= {f"samples/{kind}_template{t}" for kind in ("samples", "right_after") for t in range(n_templates)}
         for stem in expected:
             for suffix in (".png", ".pdf"):
                 assert (figures / f"{stem}{suffix}").stat().st_size > 1000, stem

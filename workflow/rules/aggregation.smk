@@ -51,7 +51,9 @@ rule plot_scores:
 rule plot_samples:
     input:
         samples=get_final_samples,
+        right_after=get_first_run_samples,
         base=layout.BASE_SAMPLES,
+        concepts=get_all_concept_dirs,
     output:
         report(
             directory(layout.partial(layout.FIGURES, figure_set="samples")),

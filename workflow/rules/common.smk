@@ -414,11 +414,29 @@ def get_final_samples(wildcards):
     return [path(layout.SAMPLES, experiment=experiment.name, method=method, run=run, task=task) for method in METHODS]
 
 
+def get_first_run_samples(wildcards):
+    """The samples after every task of the experiment's first run: per method in
+    METHODS order, its tasks in order."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    run = experiment.runs[0]
+    return [
+        path(layout.SAMPLES, experiment=experiment.name, method=method, run=run, task=task)
+        for method in METHODS
+        for task in range(1, experiment.n_tasks + 1)
+    ]
+
+
 def get_plot_samples_params(wildcards):
-    """The methods of the input's samples, in order, and the first two templates, as
-    the paper shows two prompts per domain."""
-    domain = EXPERIMENTS[wildcards.experiment].domain
-    return {"methods": METHODS, "templates": dict(enumerate(config["evaluation"]["templates"][domain][:2]))}
+    """The methods of the input's samples, in order, the number of tasks, the concepts
+    (those of the concept folders), and the first two templates, as the paper shows two
+    prompts per domain."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return {
+        "methods": METHODS,
+        "n_tasks": experiment.n_tasks,
+        "concepts": [concept.name for concept in experiment.concepts],
+        "templates": dict(enumerate(config["evaluation"]["templates"][experiment.domain][:2])),
+    }
 
 
 def first_run_task_loras(wildcards):
