@@ -31,19 +31,34 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "xdg" / "continual-lora"
 
 
-def test_the_key_changes_with_the_inputs_and_with_any_line_of_the_package(monkeypatch, tmp_path):
-    key = model_key("tiny", {"settings": {"seed": 0}})
-    assert key == model_key("tiny", {"settings": {"seed": 0}})
+MAKERS = ("continual_lora.models.embedded",)
+
+
+def test_the_code_of_a_key_is_what_its_modules_import_from_the_package():
+    files = {p.relative_to(model_cache._PACKAGE_ROOT).as_posix() for p in model_cache.source_files(MAKERS)}
+    # The model's recipe, the synthetic corpus and what both import, the packages above them...
+    assert {"models/embedded.py", "models/tiny.py", "models/noising.py", "images.py", "data/sources.py",
+            "data/synthetic/drawing.py", "data/synthetic/styles.py", "models/__init__.py", "__init__.py"} <= files
+    # ...and nothing that only reads results.
+    assert not files & {"figures.py", "reporting.py", "training.py", "scoring/denoise.py"}
+
+
+def test_the_key_changes_with_the_inputs_and_with_any_line_of_the_code_that_makes_the_model(monkeypatch, tmp_path):
+    key = model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
+    assert key == model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
     assert key.startswith("tiny-")
-    assert key != model_key("tiny", {"settings": {"seed": 1}})
-    assert key != model_key("other", {"settings": {"seed": 0}})
+    assert key != model_key("tiny", {"settings": {"seed": 1}}, MAKERS)
+    assert key != model_key("other", {"settings": {"seed": 0}}, MAKERS)
     copy = tmp_path / "continual_lora"
     shutil.copytree(model_cache._PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(model_cache, "_PACKAGE_ROOT", copy)
-    assert model_key("tiny", {"settings": {"seed": 0}}) == key
-    with open(copy / "models" / "tiny.py", "a") as source:
+    assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
+    with open(copy / "figures.py", "a") as source:
         source.write("\n# one more line\n")
-    assert model_key("tiny", {"settings": {"seed": 0}}) != key
+    assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
+    with open(copy / "data" / "synthetic" / "drawing.py", "a") as source:
+        source.write("\n# one more line\n")
+    assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) != key
 
 
 def test_a_cached_model_is_the_built_one_and_is_not_built_again(monkeypatch, tmp_path):

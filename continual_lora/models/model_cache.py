@@ -5,7 +5,8 @@ the same bytes every time for the same settings, code and libraries. So a finish
 model is kept in a cache folder outside the clone, under a key made of everything
 that determines it, and a later run (a second clone, a fresh ``results/``) copies it
 instead of pretraining again. A change to any of those, down to one line of the
-package's code, gives another key, hence a new pretraining.
+package code the pretraining runs (every module its entry modules import, found by
+reading their import statements), gives another key, hence a new pretraining.
 
 Snakemake's own between-workflow cache (``--cache``) needs a flag and an environment
 variable on every command, and keys a script rule by the script alone: the package
@@ -17,6 +18,7 @@ default it is ``$XDG_CACHE_HOME/continual-lora`` (``~/.cache/continual-lora``).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -44,10 +46,57 @@ def cache_root() -> Path | None:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "continual-lora"
 
 
-def package_digest() -> str:
-    """The SHA-256 of every Python file of the package, by path and content."""
+def _module_file(name: str) -> Path | None:
+    """The file of the package's module ``name`` (a dotted path), if it is one."""
+    parts = name.split(".")
+    if parts[0] != _PACKAGE_ROOT.name:
+        return None
+    folder = _PACKAGE_ROOT.joinpath(*parts[1:])
+    for candidate in (folder / "__init__.py", folder.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(path: Path, module: str) -> set[str]:
+    """Every module ``path`` (the module ``module``) may import, anywhere in it, and
+    every name a ``from X import name`` could mean as a module."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def source_files(modules: tuple[str, ...]) -> list[Path]:
+    """The package's files that importing ``modules`` runs: each module, the packages
+    above it, and what they import from the package, transitively."""
+    seen: dict[str, Path] = {}
+    pending = list(modules)
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            path = _module_file(prefix)
+            if path is not None and prefix not in seen:
+                seen[prefix] = path
+                pending.extend(_imported_names(path, prefix))
+    return sorted(set(seen.values()))
+
+
+def package_digest(modules: tuple[str, ...]) -> str:
+    """The SHA-256 of the package code that importing ``modules`` runs, by path and content."""
     digest = hashlib.sha256()
-    for path in sorted(_PACKAGE_ROOT.rglob("*.py")):
+    for path in source_files(modules):
         digest.update(path.relative_to(_PACKAGE_ROOT).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
@@ -63,10 +112,15 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def model_key(kind: str, inputs: dict[str, Any]) -> str:
-    """The key of a model of ``kind`` made from ``inputs`` (JSON-able) by this code with
-    these libraries."""
-    identity = {"kind": kind, "inputs": inputs, "code": package_digest(), "libraries": _library_versions()}
+def model_key(kind: str, inputs: dict[str, Any], modules: tuple[str, ...]) -> str:
+    """The key of a model of ``kind`` made from ``inputs`` (JSON-able) by the package
+    code of ``modules`` (and what they import) with these libraries."""
+    identity = {
+        "kind": kind,
+        "inputs": inputs,
+        "code": package_digest(modules),
+        "libraries": _library_versions(),
+    }
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
 

@@ -41,7 +41,9 @@ _VOCAB_SIZE = 4096  # an upper bound: the synthetic prompts need a few hundred t
 
 @dataclass(frozen=True)
 class TinyModelSettings:
-    """What the workflow can tune.  The defaults pretrain in about 3 minutes on 2 CPU cores."""
+    """What the workflow can tune.  The defaults pretrain in 8 to 9 minutes on 2 CPU cores
+    (the VAE about 1.5 of them), once per machine where the cache of pretrained models
+    (``continual_lora.models.model_cache``) is on."""
 
     resolution: int = 32  # image side in px; a multiple of 16
     pretrain_steps: int = 1300  # UNet steps

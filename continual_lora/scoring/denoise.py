@@ -2,7 +2,8 @@
 images than the base model does, with no sampling at all.
 
 For the task's reference images under its training prompt, the error is the
-noise-prediction MSE of the training objective (``continual_lora.training``),
+MSE of the training objective (``continual_lora.training``: the noise, or for a
+v-prediction model the velocity),
 averaged over a fixed grid of timesteps and a fixed, seeded set of noises. The score is
 
     (err_base - err_model) / err_base
@@ -47,7 +48,7 @@ def noise_prediction_error(
     seed: int,
     batch_size: int,
 ) -> float:
-    """Mean noise-prediction MSE over images x timesteps x noises (deterministic)."""
+    """Mean MSE of the training objective over images x timesteps x noises (deterministic)."""
     from diffusers import DDPMScheduler
 
     from continual_lora.images import training_images
