@@ -235,7 +235,7 @@ def test_min_snr_weights_are_the_closed_form(prediction_type):
 
 def test_min_snr_training_weights_each_images_error(tiny_model_dir, object_concepts_dir):
     # The weighted loss of one batch, from the same draws, is the mean of each image's
-    # error times its weight; at a gamma above every SNR it is the plain loss.
+    # error times its weight.
     from diffusers import DDPMScheduler
 
     from continual_lora.models.conditioning import condition_rows
@@ -261,4 +261,10 @@ def test_min_snr_training_weights_each_images_error(tiny_model_dir, object_conce
     per_image = (prediction - batch.target).pow(2).mean(dim=(1, 2, 3))
     weights = min_snr_weights(noise_scheduler, batch.timesteps, 2.0)
     torch.testing.assert_close(loss(2.0), (per_image * weights).mean())
-    torch.testing.assert_close(loss(1e9), loss(None))
+    torch.testing.assert_close(loss(None), per_image.mean())
+    # At a gamma above every SNR, min(SNR, gamma) is the SNR: each error times 1 for a
+    # noise-predicting model, times SNR / (SNR + 1) for a velocity-predicting one (this).
+    alphas = noise_scheduler.alphas_cumprod[batch.timesteps]
+    snr = alphas / (1 - alphas)
+    assert noise_scheduler.config.prediction_type == "v_prediction"
+    torch.testing.assert_close(loss(1e9), (per_image * snr / (snr + 1)).mean())
