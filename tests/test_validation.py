@@ -417,7 +417,7 @@ def test_hub_ids_and_diffusers_folders_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     ("model", "size", "message"),
     [
-        ("tiny", 40, "is 40, which the base model cannot take: it must be a multiple of 16 (its VAE downsamples by 4, its UNet by 4 more), e.g. 32"),
+        ("tiny", 36, "is 36, which the base model cannot take: it must be a multiple of 8 (its VAE downsamples by 2, its UNet by 4 more), e.g. 32"),
         ("sd", 500, "is 500, which the base model cannot take: it must be a multiple of 64 (its VAE downsamples by 8, its UNet by 8 more), e.g. 448"),
         ("sdxl", 1000, "is 1000, which the base model cannot take: it must be a multiple of 32 (its VAE downsamples by 8, its UNet by 4 more), e.g. 992"),
     ],

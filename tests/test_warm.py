@@ -38,8 +38,10 @@ SCRIPT = textwrap.dedent(
     out = conv(torch.randn(2, 4, 16, 16)).pow(2).sum()
     out.backward()
     info["numbers"] = [out.item(), conv.weight.grad.sum().item(), torch.rand(1).item()]
-    with open("info.json", "w") as handle:
+    # Written whole, then renamed: the test that waits for it must never read half of it.
+    with open("info.json.part", "w") as handle:
         json.dump(info, handle)
+    os.replace("info.json.part", "info.json")
     if "--sleep" in sys.argv:
         time.sleep(60)
     if "--fail" in sys.argv:
