@@ -40,6 +40,15 @@ def score_figures(scores: pd.DataFrame, per_run: pd.DataFrame, methods: list[str
     return written
 
 
+def _add_base_cells(grid: dict, rows: list[str], base_samples: str | Path, base_index: list[dict], template: int, sample: int) -> None:
+    """The base model's sample of each row's concept ("task t: concept"), in the base column."""
+    for label in rows:
+        concept = label.split(": ", 1)[1]
+        for row in base_index:
+            if row["concept"] == concept and int(row["template"]) == template and int(row["sample"]) == sample:
+                grid[(label, figures.BASE)] = Image.open(Path(base_samples) / row["file"]).convert("RGB")
+
+
 def sample_grid_figures(
     final_samples: dict[str, str | Path],
     base_samples: str | Path,
@@ -62,11 +71,7 @@ def sample_grid_figures(
                     if label not in rows:
                         rows.append(label)
                     grid[(label, method)] = Image.open(Path(folder) / row["file"]).convert("RGB")
-        for label in rows:
-            concept = label.split(": ", 1)[1]
-            for row in base_index:
-                if row["concept"] == concept and int(row["template"]) == template and int(row["sample"]) == sample:
-                    grid[(label, figures.BASE)] = Image.open(Path(base_samples) / row["file"]).convert("RGB")
+        _add_base_cells(grid, rows, base_samples, base_index, template, sample)
         title = f"Samples after the last task: {text.replace('{}', 'V*')!r}"
         written += figures.plot_sample_grid(
             grid, rows, [figures.BASE, *final_samples], title, out_dir / f"samples_template{template}"
@@ -103,9 +108,7 @@ def right_after_figures(
         for label in rows:
             concept = label.split(": ", 1)[1]
             grid[(label, figures.TRAINING_IMAGE)] = read_concept(concept_dirs[concept]).load_train_images()[0]
-            for row in base_index:
-                if row["concept"] == concept and int(row["template"]) == template and int(row["sample"]) == sample:
-                    grid[(label, figures.BASE)] = Image.open(Path(base_samples) / row["file"]).convert("RGB")
+        _add_base_cells(grid, rows, base_samples, base_index, template, sample)
         title = f"Right after training each task: {text.replace('{}', 'V*')!r}"
         written += figures.plot_sample_grid(
             grid, rows, [figures.TRAINING_IMAGE, figures.BASE, *samples], title, out_dir / f"right_after_template{template}"
