@@ -145,14 +145,31 @@ def readme_snippet() -> str:
     return block[1]
 
 
-# The README's script, run as a user would, then proof that it imported nothing of ours.
+# The README's script, run as a user would (once per export, in one Python: each run
+# imports diffusers for seconds otherwise), then proof that it imported nothing of ours.
 RUN_SNIPPET = """
 import runpy, sys
-script = sys.argv[1]
-sys.argv = [script, *sys.argv[2:]]
-runpy.run_path(script, run_name="__main__")
+script, arguments = sys.argv[1], sys.argv[2:]
+for folder, prefix in zip(arguments[::2], arguments[1::2]):
+    sys.argv = [script, folder, prefix]
+    runpy.run_path(script, run_name="__main__")
 assert not [m for m in sys.modules if m.startswith("continual_lora")], "the snippet imported continual_lora"
 """
+
+
+@pytest.fixture(scope="module")
+def readme_samples(micro_run, tmp_path_factory) -> dict[str, Path]:
+    """export -> the prefix of the README snippet's samples of it."""
+    root = tmp_path_factory.mktemp("readme_samples")
+    script = root / "sample_export.py"
+    script.write_text(readme_snippet())
+    prefixes = {export: root / export.split("/")[2] / "sample" for export in MICRO_EXPORTS}
+    arguments = []
+    for export, prefix in prefixes.items():
+        prefix.parent.mkdir()
+        arguments += [str(micro_run / export), str(prefix)]
+    subprocess.run([sys.executable, "-c", RUN_SNIPPET, str(script), *arguments], cwd=micro_run, check=True, capture_output=True, text=True)
+    return prefixes
 
 
 def pixels(path) -> np.ndarray:
@@ -160,7 +177,7 @@ def pixels(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("export", MICRO_EXPORTS, ids=lambda export: export.split("/")[2])
-def test_the_readme_samples_each_export_as_the_pipeline_did_with_plain_diffusers(micro_run, export, tmp_path):
+def test_the_readme_samples_each_export_as_the_pipeline_did_with_plain_diffusers(micro_run, readme_samples, export):
     folder = micro_run / export
     about = json.loads((folder / "export.json").read_text())
     expected_kind = {"naive": "lora", "ortho_init": "lora", "merge_and_init": "lora", "magmax": "pipeline"}
@@ -169,14 +186,7 @@ def test_the_readme_samples_each_export_as_the_pipeline_did_with_plain_diffusers
     expected_rank = {"naive": 2, "ortho_init": 4, "merge_and_init": 4}.get(about["method"])
     assert about["export"].get("rank") == expected_rank
 
-    script = tmp_path / "sample_export.py"
-    script.write_text(readme_snippet())
-    prefix = tmp_path / "sample"
-    subprocess.run(
-        [sys.executable, "-c", RUN_SNIPPET, str(script), str(folder), str(prefix)],
-        cwd=micro_run, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-
+    prefix = readme_samples[export]
     last = folder.parent / f"task{about['after_task']}" / "samples"
     base = micro_run / "results" / about["experiment"] / "base" / "samples"
     rows = [row for row in read_index(last) if row["template"] == "0" and row["sample"] == "0"]

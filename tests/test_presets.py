@@ -31,32 +31,6 @@ def datasets(tmp_path_factory):
     return write_datasets(tmp_path_factory.mktemp("datasets"))
 
 
-@pytest.mark.parametrize("preset", ["sdxl", "sd15"])
-def test_a_preset_builds_the_papers_whole_graph(preset, datasets, tmp_path):
-    config = with_dataset_paths(yaml.safe_load((PRESETS / f"{preset}.yaml").read_text()), datasets)
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    counts = job_counts(run_snakemake(tmp_path, configfile, "--dry-run"))
-    print(preset, counts)
-    # 2 domains x 4 methods x 8 runs (4 task orders x 2 training seeds) x 10 tasks.
-    assert counts["train_task"] == counts["generate_samples"] == counts["score_samples"] == 2 * 4 * 8 * 10
-    assert counts["prepare_concept"] == 2 * 10
-    assert counts["audit_chain"] == 2 * 4 * 8
-    assert counts["generate_base_samples"] == counts["summarize_experiment"] == 2
-    assert "pretrain_tiny_model" not in counts
-    # Beyond the paper, on in the presets: retention after each of the 640 checkpoints,
-    # composition after each of the 64 runs' last task, and once for the base model.
-    assert counts["sample_retention"] == counts["score_retention"] == 2 * 4 * 8 * 10
-    assert counts["sample_composition"] == counts["score_composition"] == 2 * 4 * 8
-    assert counts["sample_base_retention"] == counts["sample_base_composition"] == counts["score_base_composition"] == 2
-    # Off, the graph is the paper's alone, job for job.
-    config["retention"]["enabled"] = config["composition"]["enabled"] = False
-    configfile.write_text(yaml.safe_dump(config))
-    paper = job_counts(run_snakemake(tmp_path, configfile, "--dry-run"))
-    beyond = {rule for rule in counts if "retention" in rule or "composition" in rule}
-    assert paper == {rule: n for rule, n in counts.items() if rule not in beyond}
-
-
 @pytest.fixture(scope="module")
 def metric_models(dino_dir, clip_dir, csd_checkpoint):
     """The metric_settings of the tiny metric networks (conftest.py)."""
@@ -112,19 +86,31 @@ def test_a_preset_runs_end_to_end_on_tiny_models_of_its_family(preset, build, da
 
 
 @pytest.mark.parametrize("preset", ["sdxl", "sd15"])
-def test_a_preset_dry_runs_its_whole_graph_before_the_data_is_there(preset, tmp_path):
-    # tmp_path is a fresh working directory: no data/, as on a fresh clone.
+def test_a_preset_dry_runs_the_papers_whole_graph_before_and_after_the_data_is_there(preset, datasets, tmp_path):
+    # A fresh working directory: no data/, as on a fresh clone.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
     configfile = PRESETS / f"{preset}.yaml"
     config = yaml.safe_load(configfile.read_text())
     # The default target, and the exports beside it (their own target, not in `all`).
-    output = run_snakemake(tmp_path, configfile, "all", "export", "--dry-run")
+    output = run_snakemake(fresh, configfile, "all", "export", "--dry-run")
     counts = job_counts(output)
     exports = {rule: counts.pop(rule) for rule in ("export_model", "export")}
     assert exports == {"export_model": 2 * 4 * 8, "export": 1}
     # job_counts has checked the table's total row; 1 418 of them are retention and
     # composition (README: Beyond the paper), the rest the paper's protocol.
     assert sum(counts.values()) == 2017 + 1418
-    assert counts["train_task"] == 2 * 4 * 8 * 10 and counts["prepare_concept"] == 2 * 10
+    # 2 domains x 4 methods x 8 runs (4 task orders x 2 training seeds) x 10 tasks.
+    assert counts["train_task"] == counts["generate_samples"] == counts["score_samples"] == 2 * 4 * 8 * 10
+    assert counts["prepare_concept"] == 2 * 10
+    assert counts["audit_chain"] == 2 * 4 * 8
+    assert counts["generate_base_samples"] == counts["summarize_experiment"] == 2
+    assert "pretrain_tiny_model" not in counts
+    # Beyond the paper, on in the presets: retention after each of the 640 checkpoints,
+    # composition after each of the 64 runs' last task, and once for the base model.
+    assert counts["sample_retention"] == counts["score_retention"] == 2 * 4 * 8 * 10
+    assert counts["sample_composition"] == counts["score_composition"] == 2 * 4 * 8
+    assert counts["sample_base_retention"] == counts["sample_base_composition"] == counts["score_base_composition"] == 2
     # One warning, naming each missing dataset, where it belongs and what belongs there.
     assert output.count("Dry run without the data") == 1
     for name, experiment in config["experiments"].items():
@@ -135,13 +121,24 @@ def test_a_preset_dry_runs_its_whole_graph_before_the_data_is_there(preset, tmp_
     # The stand-ins are what the job names show, not invented concept names.
     concepts = {job.wildcards["concept"] for job in dry_run_jobs(output) if job.rule == "prepare_concept"}
     assert concepts == {f"{source}_missing_{i:02d}" for source in ("dreambooth", "unlearncanvas") for i in range(1, 11)}
-    assert not (tmp_path / "results").exists()
+    assert not (fresh / "results").exists()
 
     # A real run still refuses before any job.
-    refused = run_snakemake(tmp_path, configfile, ok=False)
+    refused = run_snakemake(fresh, configfile, ok=False)
     assert f"config key 'experiments.{preset}_objects.dataset.path': 'data/dreambooth' is not a directory." in refused
     assert "Dry run without the data" not in refused
-    assert not (tmp_path / "results").exists()
+    assert not (fresh / "results").exists()
+
+    # With the datasets in place and retention and composition off, the graph is the
+    # paper's alone, job for job: the one above without them.
+    config = with_dataset_paths(config, datasets)
+    config["retention"]["enabled"] = config["composition"]["enabled"] = False
+    with_data = tmp_path / "config.yaml"
+    with_data.write_text(yaml.safe_dump(config))
+    output = run_snakemake(tmp_path, with_data, "--dry-run")
+    assert "Dry run without the data" not in output
+    beyond = {rule for rule in counts if "retention" in rule or "composition" in rule}
+    assert job_counts(output) == {rule: n for rule, n in counts.items() if rule not in beyond}
 
 
 def test_the_own_concepts_example_dry_runs_before_its_folder_is_there(tmp_path):
