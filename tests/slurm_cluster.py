@@ -6,9 +6,9 @@ they write lives in one temporary folder. The one file outside it is the symlink
 /etc/slurm/slurm.conf: the executor plugin drops every SLURM_* variable before its
 inner ``srun``, so a SLURM_CONF pointing elsewhere would not reach the job steps.
 
-The node has one fake GPU (``File=/dev/null``): SLURM accounts for it like a real one,
-so a job that asks for ``--gpus=1`` waits for it and is given it, while the code in the
-job runs on the CPU.
+The node's fake GPUs are character devices that every Linux has (``/dev/null``,
+``/dev/zero``, ...): SLURM accounts for each like a real GPU, so a job that asks for
+``--gpus=1`` waits for one and is given it, while the code in the job runs on the CPU.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ DAEMONS = {"munged": "/usr/sbin/munged", "slurmctld": "/usr/sbin/slurmctld", "sl
 CLIENTS = ("sbatch", "srun", "squeue", "sinfo", "scancel", "scontrol")
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 PARTITION = "debug"
+# One device file per fake GPU (gres.conf binds each GPU to a file of its own).
+FAKE_GPU_FILES = ("/dev/null", "/dev/zero", "/dev/full")
 
 
 def _installed() -> bool:
@@ -159,7 +161,10 @@ class LocalCluster:
                 ]
             )
         )
-        (root / "gres.conf").write_text(f"AutoDetect=off\nNodeName={self.node} Name=gpu File=/dev/null Count={self.gpus}\n")
+        if self.gpus > len(FAKE_GPU_FILES):
+            raise ValueError(f"at most {len(FAKE_GPU_FILES)} fake GPUs, one per device file in FAKE_GPU_FILES")
+        lines = [f"NodeName={self.node} Name=gpu File={file}" for file in FAKE_GPU_FILES[: self.gpus]]
+        (root / "gres.conf").write_text("\n".join(["AutoDetect=off", *lines, ""]))
         return conf
 
     def _link_config(self, conf: Path) -> None:

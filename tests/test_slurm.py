@@ -119,11 +119,15 @@ def cluster_possible():
 @pytest.fixture(scope="module")
 def cluster(cluster_possible, tmp_path_factory):
     slurm_cluster.install_packages()
-    # Room for one GPU job of the profile's size beside as many one-CPU jobs as the
-    # machine has cores: what a local --cores N --resources gpu=1 allows.
-    cpus = (os.cpu_count() or 1) + largest_request("cpus_per_task")
-    memory_mb = max(slurm_cluster.machine_memory_mb(), largest_request("mem_mb"))
-    with slurm_cluster.LocalCluster(tmp_path_factory.mktemp("slurm"), cpus=cpus, memory_mb=memory_mb) as running:
+    # Two (fake) GPUs, and room for two GPU jobs of the profile's size beside as many
+    # one-CPU jobs as the machine has cores: a job here is mostly two Snakemake
+    # start-ups and the plugin's polls, so the second GPU lets the task chain and the
+    # base model's evaluation wait side by side rather than one after the other.
+    gpus = 2
+    cpus = (os.cpu_count() or 1) + gpus * largest_request("cpus_per_task")
+    memory_mb = max(slurm_cluster.machine_memory_mb(), gpus * largest_request("mem_mb"))
+    root = tmp_path_factory.mktemp("slurm")
+    with slurm_cluster.LocalCluster(root, cpus=cpus, memory_mb=memory_mb, gpus=gpus) as running:
         yield running
 
 
