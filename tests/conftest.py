@@ -5,9 +5,11 @@ run), dataset_fixtures.py (the miniature datasets), tiny_metric_models.py."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 import tiny_metric_models
 from continual_lora.data.sources import make_source
@@ -23,6 +25,36 @@ def pytest_configure(config):
     # Every workflow the tests run pretrains its own model: none comes from, or lands
     # in, the cache of pretrained models of the person running them.
     os.environ[CACHE_ENV] = "off"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The order in which pytest-xdist hands the test modules to its two workers
+    (pyproject.toml: ``-n 2 --dist loadscope --no-loadscope-reorder``; a module's tests
+    stay on one worker, so its fixtures are built once). The SLURM cluster's tests go
+    first: they spend most of their time waiting for the cluster, which the other
+    worker fills. The modules that read the micro run come next, so that the run they
+    share (``micro_run``) is built early."""
+    items.sort(key=lambda item: (item.get_closest_marker("slurm") is None, "micro_run" not in item.fixturenames))
+
+
+def built_once(tmp_path_factory, worker_id: str, name: str, build) -> Path:
+    """A folder that ``build(folder)`` fills, built once per test session. Under
+    pytest-xdist the workers share it: the first to need it builds it, another waits
+    for it (the recipe of pytest-xdist's documentation, with a file lock)."""
+    if worker_id == "master":  # one process: a folder of its own, as tmp_path_factory makes
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, above each worker's
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -82,12 +114,13 @@ def csd_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def micro_run(tmp_path_factory):
+def micro_run(tmp_path_factory, worker_id):
     """The workflow run end to end on tests/configs/micro.yaml: its working directory.
-    Read by several modules (test_workflow, test_report, test_export); never changed."""
-    workdir = tmp_path_factory.mktemp("micro")
-    run_snakemake(workdir, CONFIGS / "micro.yaml", "all", *MICRO_EXPORTS)
-    return workdir
+    Read by several modules (test_workflow, test_report, test_export, ...), on either
+    worker; never changed (the tests run only dry runs and reports in it)."""
+    return built_once(
+        tmp_path_factory, worker_id, "micro", lambda workdir: run_snakemake(workdir, CONFIGS / "micro.yaml", "all", *MICRO_EXPORTS)
+    )
 
 
 @pytest.fixture(scope="session")
