@@ -157,13 +157,18 @@ assert not [m for m in sys.modules if m.startswith("continual_lora")], "the snip
 """
 
 
+def method_of(export: str) -> str:
+    """The method of a path in MICRO_EXPORTS (results/{experiment}/{method}/...)."""
+    return export.split("/")[2]
+
+
 @pytest.fixture(scope="module")
 def readme_samples(micro_run, tmp_path_factory) -> dict[str, Path]:
     """export -> the prefix of the README snippet's samples of it."""
     root = tmp_path_factory.mktemp("readme_samples")
     script = root / "sample_export.py"
     script.write_text(readme_snippet())
-    prefixes = {export: root / export.split("/")[2] / "sample" for export in MICRO_EXPORTS}
+    prefixes = {export: root / method_of(export) / "sample" for export in MICRO_EXPORTS}
     arguments = []
     for export, prefix in prefixes.items():
         prefix.parent.mkdir()
@@ -176,7 +181,7 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB")).astype(int)
 
 
-@pytest.mark.parametrize("export", MICRO_EXPORTS, ids=lambda export: export.split("/")[2])
+@pytest.mark.parametrize("export", MICRO_EXPORTS, ids=method_of)
 def test_the_readme_samples_each_export_as_the_pipeline_did_with_plain_diffusers(micro_run, readme_samples, export):
     folder = micro_run / export
     about = json.loads((folder / "export.json").read_text())

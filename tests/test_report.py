@@ -205,14 +205,15 @@ class Chromium:
         can redraw the element between the press and the release, and a person whose
         click did nothing clicks again. Showing what the click shows is still required
         within the timeout."""
+        shown = None if shows is None else f"!!({shows})"  # a boolean: an element cannot be returned by value
         deadline = time.monotonic() + TIMEOUT
         while True:
             self._click_once(element, what)
-            if shows is None or self._poll(f"!!({shows})", CLICK_PATIENCE):
+            if shown is None or self._poll(shown, CLICK_PATIENCE):
                 return
             left = deadline - time.monotonic()
             if left <= 0 or not self._poll(f"!!({element})", 0):
-                self.wait_for(f"!!({shows})", f"what {what} shows", max(left, 0))
+                self.wait_for(shown, f"what {what} shows", max(left, 0))
                 return
 
     def _click_once(self, element: str, what: str):
