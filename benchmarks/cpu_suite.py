@@ -258,9 +258,10 @@ def section_generation(ctx: Context) -> dict:
     pipeline = load_pipeline(ctx.model)
     n_tasks = 1 if ctx.args.quick else min(2, len(ctx.concepts))
     tasks = [(i + 1, c) for i, c in enumerate(ctx.concepts[:n_tasks])]
-    batch_sizes = [ctx.config["evaluation"]["batch_size"]] if ctx.args.quick else [1, 4, 8, 16]
     default_batch = ctx.config["evaluation"]["batch_size"]
-    result = {"inference_steps": generation_settings(ctx).inference_steps, "by_batch_size": {}}
+    # The config's own batch size always, profiled, whatever it is.
+    batch_sizes = [default_batch] if ctx.args.quick else sorted({1, 4, 8, 16, default_batch})
+    result = {"inference_steps": generation_settings(ctx).inference_steps, "batch_size": default_batch, "by_batch_size": {}}
     generate_samples(pipeline, tasks[:1], generation_settings(ctx, inference_steps=1), ctx.tmp / "gen_warmup")
     for batch in batch_sizes:
         settings = generation_settings(ctx, batch_size=batch)
