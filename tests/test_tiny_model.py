@@ -1,12 +1,15 @@
 """The embedded tiny SD model: tokenizer, construction, save/load, micro pretraining."""
 
+import dataclasses
 import json
 import string
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
@@ -289,3 +292,12 @@ def test_sample_grid_writes_one_row_per_prompt(tmp_path, tokenizer_dir):
     out = sample_grid(pipe, ["a photo of a ball", "image of a house"], tmp_path / "grid.png",
                       num_inference_steps=2, images_per_prompt=3, upscale=2)
     assert Image.open(out).size == (3 * 32 * 2, 2 * 32 * 2)
+
+
+def test_the_schema_states_the_same_defaults_as_the_settings():
+    # Two places state them: the workflow reads the schema's, the package's callers the
+    # dataclass's, and one model must come of both.
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    in_schema = {key: spec["default"] for key, spec in schema["properties"]["tiny_model"]["properties"].items()}
+    in_settings = {field.name: field.default for field in dataclasses.fields(TinyModelSettings)}
+    assert in_schema == in_settings
