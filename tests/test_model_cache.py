@@ -43,7 +43,7 @@ def test_the_code_of_a_key_is_what_its_modules_import_from_the_package():
     assert not files & {"figures.py", "reporting.py", "training.py", "scoring/denoise.py"}
 
 
-def test_the_key_changes_with_the_inputs_and_with_any_line_of_the_code_that_makes_the_model(monkeypatch, tmp_path):
+def test_the_key_changes_with_the_inputs_and_with_any_statement_of_the_code_that_makes_the_model(monkeypatch, tmp_path):
     key = model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
     assert key == model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
     assert key.startswith("tiny-")
@@ -54,10 +54,33 @@ def test_the_key_changes_with_the_inputs_and_with_any_line_of_the_code_that_make
     monkeypatch.setattr(model_cache, "_PACKAGE_ROOT", copy)
     assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
     with open(copy / "figures.py", "a") as source:
-        source.write("\n# one more line\n")
+        source.write("\nONE_MORE_STATEMENT = 1\n")
     assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
-    with open(copy / "data" / "synthetic" / "drawing.py", "a") as source:
-        source.write("\n# one more line\n")
+    drawing = copy / "data" / "synthetic" / "drawing.py"
+    with open(drawing, "a") as source:
+        source.write("\nONE_MORE_STATEMENT = 1\n")
+    assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) != key
+
+
+def test_a_reworded_comment_or_docstring_keeps_the_key_and_a_changed_constant_does_not(monkeypatch, tmp_path):
+    copy = tmp_path / "continual_lora"
+    shutil.copytree(model_cache._PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(model_cache, "_PACKAGE_ROOT", copy)
+    key = model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
+    tiny = copy / "models" / "tiny.py"
+    code = tiny.read_text()
+    docstring = '"""What the workflow can tune.'
+    assert docstring in code and "pretrain_steps: int = 4000  # UNet steps" in code
+    tiny.write_text(
+        code.replace(docstring, '"""Reworded: what the workflow can tune.').replace(
+            "# UNet steps", "# reworded comment"
+        )
+    )
+    assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
+    tiny.write_text(code.replace("pretrain_steps: int = 4000", "pretrain_steps: int = 4001"))
+    assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) != key
+    # A string that is not a docstring is code.
+    tiny.write_text(code.replace('BOS_TOKEN = "<|startoftext|>"', 'BOS_TOKEN = "<|start|>"'))
     assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) != key
 
 

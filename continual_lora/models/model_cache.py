@@ -4,9 +4,10 @@ Pretraining the embedded model is the longest job of the default run, and it giv
 the same bytes every time for the same settings, code and libraries. So a finished
 model is kept in a cache folder outside the clone, under a key made of everything
 that determines it, and a later run (a second clone, a fresh ``results/``) copies it
-instead of pretraining again. A change to any of those, down to one line of the
+instead of pretraining again. A change to any of those, down to one statement of the
 package code the pretraining runs (every module its entry modules import, found by
-reading their import statements), gives another key, hence a new pretraining.
+reading their import statements), gives another key, hence a new pretraining; a
+change to a comment or a docstring does not.
 
 Snakemake's own between-workflow cache (``--cache``) needs a flag and an environment
 variable on every command, and keys a script rule by the script alone: the package
@@ -22,6 +23,7 @@ import ast
 import hashlib
 import json
 import os
+import platform
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -93,12 +95,28 @@ def source_files(modules: tuple[str, ...]) -> list[Path]:
     return sorted(set(seen.values()))
 
 
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+def code_digest(path: Path) -> bytes:
+    """The SHA-256 of what the module at ``path`` does: its syntax tree without
+    docstrings, so that rewording a comment or a docstring keeps the cached model."""
+    tree = _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree).encode()).digest()
+
+
 def package_digest(modules: tuple[str, ...]) -> str:
-    """The SHA-256 of the package code that importing ``modules`` runs, by path and content."""
+    """The SHA-256 of the package code that importing ``modules`` runs, by path and code."""
     digest = hashlib.sha256()
     for path in source_files(modules):
         digest.update(path.relative_to(_PACKAGE_ROOT).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(code_digest(path))
     return digest.hexdigest()
 
 
@@ -120,6 +138,8 @@ def model_key(kind: str, inputs: dict[str, Any], modules: tuple[str, ...]) -> st
         "inputs": inputs,
         "code": package_digest(modules),
         "libraries": _library_versions(),
+        # ast.dump's text differs between Python versions for the same code.
+        "python": ".".join(platform.python_version_tuple()[:2]),
     }
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
