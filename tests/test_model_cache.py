@@ -8,11 +8,14 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from continual_lora.models import model_cache
 from continual_lora.models.model_cache import CACHE_ENV, cache_root, cached_build, model_key
 from snakemake_harness import run_snakemake
 
 CONFIGS = Path(__file__).parent / "configs"
+REAL_PACKAGE_ROOT = model_cache._PACKAGE_ROOT
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -43,31 +46,36 @@ def test_the_code_of_a_key_is_what_its_modules_import_from_the_package():
     assert not files & {"figures.py", "reporting.py", "training.py", "scoring/denoise.py"}
 
 
-def test_the_key_changes_with_the_inputs_and_with_any_statement_of_the_code_that_makes_the_model(monkeypatch, tmp_path):
+@pytest.fixture
+def package_copy(monkeypatch, tmp_path) -> Path:
+    """A copy of the package that the cache's key reads instead of the real one."""
+    copy = tmp_path / "continual_lora"
+    shutil.copytree(model_cache._PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(model_cache, "_PACKAGE_ROOT", copy)
+    return copy
+
+
+def test_the_key_changes_with_the_inputs_and_with_any_statement_of_the_code_that_makes_the_model(package_copy):
     key = model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
     assert key == model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
     assert key.startswith("tiny-")
     assert key != model_key("tiny", {"settings": {"seed": 1}}, MAKERS)
     assert key != model_key("other", {"settings": {"seed": 0}}, MAKERS)
-    copy = tmp_path / "continual_lora"
-    shutil.copytree(model_cache._PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(model_cache, "_PACKAGE_ROOT", copy)
-    assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
-    with open(copy / "figures.py", "a") as source:
+    # The package in another folder (another clone) gives the same key.
+    with pytest.MonkeyPatch.context() as real:
+        real.setattr(model_cache, "_PACKAGE_ROOT", REAL_PACKAGE_ROOT)
+        assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
+    with open(package_copy / "figures.py", "a") as source:
         source.write("\nONE_MORE_STATEMENT = 1\n")
     assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) == key
-    drawing = copy / "data" / "synthetic" / "drawing.py"
-    with open(drawing, "a") as source:
+    with open(package_copy / "data" / "synthetic" / "drawing.py", "a") as source:
         source.write("\nONE_MORE_STATEMENT = 1\n")
     assert model_key("tiny", {"settings": {"seed": 0}}, MAKERS) != key
 
 
-def test_a_reworded_comment_or_docstring_keeps_the_key_and_a_changed_constant_does_not(monkeypatch, tmp_path):
-    copy = tmp_path / "continual_lora"
-    shutil.copytree(model_cache._PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(model_cache, "_PACKAGE_ROOT", copy)
+def test_a_reworded_comment_or_docstring_keeps_the_key_and_a_changed_constant_does_not(package_copy):
     key = model_key("tiny", {"settings": {"seed": 0}}, MAKERS)
-    tiny = copy / "models" / "tiny.py"
+    tiny = package_copy / "models" / "tiny.py"
     code = tiny.read_text()
     docstring = '"""What the workflow can tune.'
     assert docstring in code and "pretrain_steps: int = 4000  # UNet steps" in code
