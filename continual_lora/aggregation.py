@@ -1,9 +1,11 @@
 """From every checkpoint's scores to an experiment's forgetting tables.
 
 Per run and metric, the matrix M[i, t] (score on task i after task t) gives average
-score, average forgetting and plasticity (``continual_lora.forgetting``); the
-summary is their mean and population standard deviation over runs, one row per
-method and metric, with the base model as the reference row.
+score, average forgetting and plasticity (``continual_lora.forgetting``), and the
+share of tasks learnt: those whose score right after their training, M[i, i], is
+better than the base model's on the same concept. The summary is the mean and
+population standard deviation over runs, one row per method and metric, with the
+base model as the reference row.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from continual_lora.forgetting import continual_scores
 from continual_lora.scoring import METRICS
 
 SUMMARY_COLUMNS = (
-    "method", "metric", "avg_score_mean", "avg_score_std", "avg_forgetting_mean", "avg_forgetting_std", "n_runs",
+    "method", "metric", "avg_score_mean", "avg_score_std", "avg_forgetting_mean", "avg_forgetting_std",
+    "beats_base_mean", "beats_base_std", "n_runs",
 )  # fmt: skip
 BASE = "base"
 
@@ -91,15 +94,39 @@ def write_mean_matrices(scores: pd.DataFrame, methods: list[str], folder: str | 
     return written
 
 
+PER_RUN_COLUMNS = ("method", "run", "metric", "avg_score", "avg_forgetting", "plasticity", "beats_base")
+
+
 def per_run_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, run, metric): average score, average forgetting, plasticity."""
+    """One row per (method, run, metric): average score, average forgetting,
+    plasticity, and the share of tasks learnt (``beats_base``; NaN without base scores)."""
     records = []
     trained = scores[scores.method != BASE]
-    for (method, run, metric), _ in trained.groupby(["method", "run", "metric"], sort=False):
-        result = continual_scores(run_matrix(scores, method, run, metric), METRICS[metric].higher_is_better)
+    base = _base_scores(scores)
+    for (method, run, metric), rows in trained.groupby(["method", "run", "metric"], sort=False):
+        higher = METRICS[metric].higher_is_better
+        result = continual_scores(run_matrix(scores, method, run, metric), higher)
         records.append({"method": method, "run": run, "metric": metric, "avg_score": result.average_score,
-                        "avg_forgetting": result.average_forgetting, "plasticity": result.plasticity})  # fmt: skip
-    return pd.DataFrame.from_records(records, columns=["method", "run", "metric", "avg_score", "avg_forgetting", "plasticity"])
+                        "avg_forgetting": result.average_forgetting, "plasticity": result.plasticity,
+                        "beats_base": beats_base_share(rows, base.get(metric), higher)})  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=list(PER_RUN_COLUMNS))
+
+
+def _base_scores(scores: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per metric, the base model's score per concept."""
+    base = numeric_tasks(scores[scores.method == BASE])
+    return {metric: group.groupby("concept")["value"].mean() for metric, group in base.groupby("metric")}
+
+
+def beats_base_share(rows: pd.DataFrame, base: pd.Series | None, higher_is_better: bool) -> float:
+    """The share of a run's tasks whose score right after training it (eval_task ==
+    after_task) is strictly better than the base model's on the same concept."""
+    rows = numeric_tasks(rows)
+    diagonal = rows[rows.eval_task == rows.after_task].groupby("concept")["value"].mean()
+    if base is None or diagonal.empty or not diagonal.index.isin(base.index).all():
+        return np.nan
+    margin = diagonal - base.loc[diagonal.index]
+    return float(((margin > 0) if higher_is_better else (margin < 0)).mean())
 
 
 # Beyond the paper (continual_lora.retention, continual_lora.composition): columns the
@@ -159,12 +186,14 @@ def _paper_summary(scores: pd.DataFrame) -> pd.DataFrame:
     base = scores[scores.method == BASE]
     for metric, group in base.groupby("metric", sort=False):
         rows.append({"method": BASE, "metric": metric, "avg_score_mean": group.value.mean(), "avg_score_std": 0.0,
-                     "avg_forgetting_mean": np.nan, "avg_forgetting_std": np.nan, "n_runs": 1})  # fmt: skip
+                     "avg_forgetting_mean": np.nan, "avg_forgetting_std": np.nan,
+                     "beats_base_mean": np.nan, "beats_base_std": np.nan, "n_runs": 1})  # fmt: skip
     for (method, metric), group in per_run.groupby(["method", "metric"], sort=False):
         rows.append({
             "method": method, "metric": metric,
             "avg_score_mean": group.avg_score.mean(), "avg_score_std": group.avg_score.std(ddof=0),
             "avg_forgetting_mean": group.avg_forgetting.mean(), "avg_forgetting_std": group.avg_forgetting.std(ddof=0),
+            "beats_base_mean": group.beats_base.mean(), "beats_base_std": group.beats_base.std(ddof=0),
             "n_runs": len(group),
         })  # fmt: skip
     return pd.DataFrame.from_records(rows, columns=list(SUMMARY_COLUMNS))
@@ -178,16 +207,19 @@ def _cell(mean: float, std: float, latex: bool) -> str:
 
 def _columns(summary: pd.DataFrame, metric: str) -> list[tuple[str, str, bool]]:
     """(label, column stem, higher is better) of the metric's columns: the paper's
-    score and forgetting, then retention and composition where the metric has them."""
+    score and forgetting, the share of tasks learnt where base scores give it, then
+    retention and composition where the metric has them."""
     higher = METRICS[metric].higher_is_better
     rows = summary[summary.metric == metric]
     columns = [("score", "avg_score", higher), ("forgetting", "avg_forgetting", False)]
+    if "beats_base_mean" in rows and rows["beats_base_mean"].notna().any():
+        columns.append(("learnt", "beats_base", True))
     for label, stem in (("retention", "retention"), ("composition", "composition")):
         if f"{stem}_mean" in rows and rows[f"{stem}_mean"].notna().any():
             # Retention is 1 for the base model and less where the model drifted.
             columns.append((label, stem, True if stem == "retention" else higher))
     if rows["avg_score_mean"].isna().all():
-        columns = columns[2:]  # a metric scored for retention only
+        columns = [c for c in columns if c[1] in ("retention", "composition")]  # a metric scored for retention only
     return columns
 
 

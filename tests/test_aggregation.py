@@ -68,10 +68,43 @@ def test_per_run_and_summary_by_hand(tmp_path):
 def test_markdown_and_latex_tables_show_every_method(tmp_path):
     summary = summary_table(read_scores(write_scores(tmp_path)), ["naive", "magmax"])
     markdown = to_markdown(summary)
-    assert "| naive | 0.625 ± 0.025 | 0.125 ± 0.075 |" in markdown
+    assert "| naive | 0.625 ± 0.025 | 0.125 ± 0.075 | 1.000 ± 0.000 |" in markdown
     latex = to_latex(summary, "Objects")
-    assert "naive & 0.625 $\\pm$ 0.025 & 0.125 $\\pm$ 0.075 \\\\" in latex
-    assert latex.count("\\midrule") == 2 and "\\begin{tabular}{lcc}" in latex
+    assert "naive & 0.625 $\\pm$ 0.025 & 0.125 $\\pm$ 0.075 & 1.000 $\\pm$ 0.000 \\\\" in latex
+    assert latex.count("\\midrule") == 2 and "\\begin{tabular}{lccc}" in latex
+
+
+def test_share_of_tasks_learnt_against_the_base_model(tmp_path, monkeypatch):
+    # Base a=0.75, b=0.4: naive order0 beats it on both tasks (0.8, 0.9), naive order5
+    # (0.6, 0.7) and magmax (0.7, 0.6) only on task 2.
+    monkeypatch.setitem(BASE, "a", 0.75)
+    scores = read_scores(write_scores(tmp_path))
+    per_run = per_run_scores(scores).set_index(["method", "run"])
+    assert per_run.loc[("naive", "order0_seed0"), "beats_base"] == 1.0
+    assert per_run.loc[("naive", "order5_seed0"), "beats_base"] == 0.5
+    assert per_run.loc[("magmax", "order0_seed0"), "beats_base"] == 0.5
+
+    summary = summary_table(scores, ["naive", "magmax"]).set_index("method")
+    assert summary.loc["naive", "beats_base_mean"] == pytest.approx(0.75)
+    assert summary.loc["naive", "beats_base_std"] == pytest.approx(0.25)
+    assert np.isnan(summary.loc["base", "beats_base_mean"])
+    assert "| naive | 0.625 ± 0.025 | 0.125 ± 0.075 | 0.750 ± 0.250 |" in to_markdown(summary.reset_index())
+
+
+def test_beats_base_share_is_strict_and_follows_the_metric_direction():
+    import pandas as pd
+
+    from continual_lora.aggregation import beats_base_share
+
+    rows = pd.DataFrame(
+        {"after_task": [1, 2, 2, 3], "eval_task": [1, 1, 2, 3], "concept": ["a", "a", "b", "c"], "value": [0.5, 0.1, 0.3, 0.9]}
+    )
+    base = pd.Series({"a": 0.4, "b": 0.3, "c": 1.0})
+    # Diagonal a=0.5, b=0.3, c=0.9; the off-diagonal 0.1 is not looked at; a tie is no win.
+    assert beats_base_share(rows, base, higher_is_better=True) == pytest.approx(1 / 3)
+    assert beats_base_share(rows, base, higher_is_better=False) == pytest.approx(1 / 3)
+    assert np.isnan(beats_base_share(rows, None, higher_is_better=True))
+    assert np.isnan(beats_base_share(rows, base.drop("c"), higher_is_better=True))
 
 
 def test_mean_matrix_averages_runs_position_by_position(tmp_path):
