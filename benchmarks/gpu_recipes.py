@@ -29,7 +29,11 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import tempfile
 import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,6 +49,7 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
+from diffusers.models.attention_processor import AttnProcessor
 from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -91,14 +96,29 @@ def preset() -> dict:
     return yaml.safe_load(PRESET.read_text())
 
 
-def build_unet(sizes: Sizes, device, dtype, seed: int = 0) -> UNet2DConditionModel:
+def build_unet(sizes: Sizes, device, dtype, seed: int = 0, attention: str = "sdpa") -> UNet2DConditionModel:
     # Initialised on the device itself: 2.6 B parameters initialise in seconds on a GPU
     # and in minutes on a CPU. Every recipe gets the same weights from the same seed.
     torch.manual_seed(seed)
     with torch.device(device):
         unet = UNet2DConditionModel(**sizes.unet)
+    if attention == "classic":
+        # softmax(QK^T)V written out, the attention diffusers used before SDPA.
+        unet.set_attn_processor(AttnProcessor())
     # .to(device) too: a buffer created on an explicit device would escape the context.
     return unet.to(device=device, dtype=dtype).requires_grad_(False)
+
+
+@contextmanager
+def tf32_matmuls(enabled: bool):
+    """TF32 for float32 matrix products (PyTorch's default is off; cuDNN's
+    convolutions use TF32 by default, in every recipe alike)."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def build_vae(sizes: Sizes, device, dtype, seed: int = 1) -> AutoencoderKL:
@@ -177,13 +197,19 @@ def attention_processor(unet) -> str:
     return ", ".join(sorted({type(p).__name__ for p in unet.attn_processors.values()}))
 
 
-def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: LoraSpec, args, device) -> dict:
-    """Time ``args.train_steps`` steps (after ``args.warmup``) of one recipe's training loop."""
+def train_recipe(
+    name: str, settings: TrainingSettings, sizes: Sizes, spec: LoraSpec, args, device,
+    attention: str = "sdpa", steps: int | None = None, warmup: int | None = None,
+) -> dict:  # fmt: skip
+    """Time ``steps`` steps (after ``warmup``; default ``args.train_steps`` and
+    ``args.warmup``) of one recipe's training loop."""
     clock, memory, times = Clock(device), Memory(device), {}
     reference = name == "reference"
+    steps = steps or args.train_steps
+    warmup = args.warmup if warmup is None else warmup
     release(device)
     with clock(times, "setup_s"):
-        unet = build_unet(sizes, device, settings.weight_dtype)
+        unet = build_unet(sizes, device, settings.weight_dtype, attention=attention)
         encoders = build_text_encoders(sizes, device, settings.weight_dtype)
         # Both keep the VAE in float32 whatever the precision ("to avoid NaN losses"),
         # as TaskTrainer.load does.
@@ -250,22 +276,23 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
         losses.append(train_step(task, index))
 
     with clock(times, "warmup_s"):
-        for _ in range(args.warmup):
+        for _ in range(warmup):
             step()
     with clock(times, "steps_s"):
-        for _ in range(args.train_steps):
+        for _ in range(steps):
             step()
-    step_s = times["steps_s"] / args.train_steps
+    step_s = times["steps_s"] / steps
     result = {
         "settings": {k: getattr(settings, k) for k in ("mixed_precision", "gradient_checkpointing", "optimizer", "batch_size", "resolution")},
         "optimizer_used": optimizer_used["name"],
         "vae_dtype": str(vae.dtype).removeprefix("torch."),
         "vae_encodes_every_step": reference,
         "attention_processor": attention_processor(unet),
+        "tf32_matmuls": torch.backends.cuda.matmul.allow_tf32,
         "lora_parameters": sum(p.numel() for p in params),
         "resident_text_encoder_parameters": sum(p.numel() for e in encoders for p in e.parameters()),
         "lora_dtype": str(params[0].dtype).removeprefix("torch."),
-        "timed_steps": args.train_steps,
+        "timed_steps": steps,
         "step_s": step_s,
         "steps_per_s": 1.0 / step_s,
         "setup_s": times["setup_s"],
@@ -278,14 +305,24 @@ def train_recipe(name: str, settings: TrainingSettings, sizes: Sizes, spec: Lora
     return result
 
 
-def generation_recipe(name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype: torch.dtype, args, config, device) -> dict:
-    """Images per second of ``args.gen_batches`` batches of ``args.gen_steps`` steps."""
+def generation_recipe(
+    name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype: torch.dtype, args, config, device,
+    attention: str = "sdpa", compile_unet: bool = False, extrapolate: bool = False,
+) -> dict:  # fmt: skip
+    """Images per second of ``args.gen_batches`` batches of ``args.gen_steps`` steps.
+
+    With ``extrapolate``, two short batches are timed instead (2 and
+    ``args.extra_gen_steps`` steps): their difference is the time of a sampler step, and
+    the rest the fixed cost of a batch (the VAE decoding, mostly), from which the
+    ``args.gen_steps``-step rate follows. The variants use it to save device time;
+    ``generate-float32-extrapolated`` checks it against the measured rate.
+    """
     clock, memory, times = Clock(device), Memory(device), {}
     release(device)
     evaluation = config["evaluation"]
     generator = torch.Generator().manual_seed(0)
     with clock(times, "setup_s"):
-        unet = build_unet(sizes, device, dtype)
+        unet = build_unet(sizes, device, dtype, attention=attention)
         factors = fresh_factors(linear_shapes(unet, spec), spec.rank, generator)
         # A trained adapter has B != 0; the values do not matter for timing.
         factors = {m: (a, torch.randn(b.shape, generator=generator) * 1e-3) for m, (a, b) in factors.items()}
@@ -304,6 +341,9 @@ def generation_recipe(name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype
         attach_adapter(unet, spec, factors)
         unet.to(dtype=dtype)
     unet.eval()
+    if compile_unet:
+        # Compiled on the first call, which the warm-up batch makes (its time says so).
+        unet.compile(backend=args.compile_backend)
     vae = build_vae(sizes, device, dtype)
     pipeline = StableDiffusionXLPipeline(
         vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
@@ -329,25 +369,44 @@ def generation_recipe(name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype
             generator=torch.Generator().manual_seed(0),
         ).images
 
-    if args.gen_warmup:
+    if args.gen_warmup or compile_unet:
         with clock(times, "warmup_s"):
             draw(2)
-    with clock(times, "generate_s"):
-        for _ in range(args.gen_batches):
-            images = draw(args.gen_steps)
-    n_images = batch * args.gen_batches
+    timing = {}
+    if extrapolate:
+        short, long = 2, args.extra_gen_steps
+        with clock(times, "short_s"):
+            images = draw(short)
+        with clock(times, "long_s"):
+            images = draw(long)
+        step_s = (times["long_s"] - times["short_s"]) / (long - short)
+        fixed_s = times["short_s"] - short * step_s
+        batch_s = fixed_s + args.gen_steps * step_s
+        n_images = batch
+        timing = {"timed_steps": [short, long], "sampler_step_s": step_s, "fixed_s_per_batch": fixed_s,
+                  "generate_s": batch_s, "timing": f"extrapolated to {args.gen_steps} steps"}  # fmt: skip
+    else:
+        with clock(times, "generate_s"):
+            for _ in range(args.gen_batches):
+                images = draw(args.gen_steps)
+        n_images = batch * args.gen_batches
+        timing = {"generate_s": times["generate_s"], "timing": "measured"}
     result = {
         "dtype": str(dtype).removeprefix("torch."),
         "batch_size": batch,
         "inference_steps": args.gen_steps,
         "guidance_scale": evaluation["guidance_scale"],
         "lora": "fused into the weights" if name == "ours" else "unfused peft adapter",
+        "attention_processor": attention_processor(unet),
+        "compiled": compile_unet,
+        "tf32_matmuls": torch.backends.cuda.matmul.allow_tf32,
         "images": n_images,
         "images_returned": len(images),
-        "generate_s": times["generate_s"],
-        "images_per_s": n_images / times["generate_s"],
-        "s_per_image": times["generate_s"] / n_images,
+        **timing,
+        "images_per_s": n_images / timing["generate_s"],
+        "s_per_image": timing["generate_s"] / n_images,
         "setup_s": times["setup_s"],
+        "warmup_s": times.get("warmup_s", 0.0),
         "resident_after_setup_bytes": resident,
         **loading,
         **memory.peak(),
@@ -355,22 +414,142 @@ def generation_recipe(name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype
     return result
 
 
+# The paper's metric networks at their published sizes (random weights): DINO ViT-S/16,
+# CLIP ViT-B/32 (transformers' CLIPConfig defaults are that model), CSD on CLIP ViT-L/14.
+DINO_VITS16 = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                   image_size=224, patch_size=16)  # fmt: skip
+CSD_VITL14 = dict(width=1024, layers=24, patch=14, grid=16, mlp=4096, style_dim=768)
+SMOKE_DINO = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  image_size=224, patch_size=32)  # fmt: skip
+SMOKE_CSD = dict(width=64, layers=2, patch=14, grid=16, mlp=128, style_dim=16)
+SAMPLES_PER_TASK = 40  # 5 templates x 8 samples, what one checkpoint-task pair scores
+
+
+def metric_networks(root: Path, smoke: bool) -> dict[str, dict]:
+    """Each paper metric's settings, pointing at a random network of its size saved in
+    the layout its loader reads."""
+    import transformers
+    from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
+
+    # The CSD snapshot writer the tests use, at CSD's size here.
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_metric_models import build_csd_checkpoint
+
+    transformers.utils.logging.disable_progress_bar()
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(**(SMOKE_DINO if smoke else DINO_VITS16)), add_pooling_layer=False).save_pretrained(root / "dino")
+    clip = CLIPConfig(text_config=dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2),
+                      vision_config=dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                         patch_size=32)) if smoke else CLIPConfig()  # fmt: skip
+    CLIPModel(clip).save_pretrained(root / "clip")
+    processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    processor_cls(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(root / "clip")
+    (root / "csd").mkdir()
+    csd, _ = build_csd_checkpoint(root / "csd", **(SMOKE_CSD if smoke else CSD_VITL14))
+    return {"dino": {"model": str(root / "dino")}, "clip_i": {"model": str(root / "clip")}, "csd": {"checkpoint": str(csd)}}
+
+
+def scoring_costs(sizes: Sizes, args, device) -> dict:
+    """Seconds per image of each paper metric's embedding (its preprocessing on the CPU
+    included), on one checkpoint-task pair's generated images at full resolution, with
+    the metric backends the scoring jobs use."""
+    from PIL import Image
+
+    from continual_lora.scoring.base import get_metric
+
+    clock, memory = Clock(device), Memory(device)
+    n = 4 if sizes.smoke else SAMPLES_PER_TASK
+    g = torch.Generator().manual_seed(4)
+    res = sizes.resolution
+    images = [Image.fromarray(torch.randint(0, 256, (res, res, 3), generator=g, dtype=torch.uint8).numpy()) for _ in range(n)]
+    result = {"images": n, "image_size": res}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, settings in metric_networks(Path(tmp), sizes.smoke).items():
+            times = {}
+            release(device)
+            with clock(times, "load_s"):
+                metric = get_metric(name, settings, device)
+            metric.embed(images[:2])  # kernel selection and allocator growth, untimed
+            memory.reset()
+            with clock(times, "embed_s"):
+                features = metric.embed(images)
+            result[name] = {
+                **times,
+                "parameters": sum(p.numel() for p in metric.model.parameters()),
+                "features": list(features.shape),
+                "s_per_image": times["embed_s"] / n,
+                **memory.peak(),
+            }
+            del metric
+    return result
+
+
+@dataclass
+class Bench:
+    """What every measurement needs: the sizes, the LoRA, the options, the preset."""
+
+    sizes: Sizes
+    spec: LoraSpec
+    args: argparse.Namespace
+    config: dict
+    device: torch.device
+    ours: TrainingSettings
+
+    def train(self, settings: TrainingSettings | None = None, **options) -> dict:
+        steps = dict(steps=self.args.extra_train_steps, warmup=min(self.args.warmup, 2))
+        return train_recipe("ours", settings or self.ours, self.sizes, self.spec, self.args, self.device, **steps | options)
+
+    def generate(self, batch: int | None = None, dtype: torch.dtype = torch.float32, **options) -> dict:
+        batch = batch or self.config["evaluation"]["batch_size"]
+        return generation_recipe(
+            "ours", self.sizes, self.spec, batch, dtype, self.args, self.config, self.device, extrapolate=True, **options
+        )
+
+    def with_tf32(self, measure, *a, **kw) -> dict:
+        with tf32_matmuls(True):
+            return measure(*a, **kw)
+
+
+# What may make the paper's recipe cheaper, each against ours: its training step
+# (a few steps after a shorter warm-up) or its sampling (extrapolated to 50 steps), or
+# the metrics' cost. In the order the device run takes them, most telling first, so a
+# run cut short keeps the ones that matter most.
+EXTRAS = {
+    "scoring": lambda b: scoring_costs(b.sizes, b.args, b.device),
+    "train-no-checkpointing": lambda b: b.train(replace(b.ours, gradient_checkpointing=False)),
+    "generate-float32-extrapolated": lambda b: b.generate(),
+    "generate-batch-10": lambda b: b.generate(batch=10),
+    "train-bf16": lambda b: b.train(replace(b.ours, mixed_precision="bf16")),
+    "generate-float16": lambda b: b.generate(dtype=torch.float16),
+    "train-tf32": lambda b: b.with_tf32(b.train),
+    "generate-tf32": lambda b: b.with_tf32(b.generate),
+    "train-classic-attention": lambda b: b.train(attention="classic"),
+    "generate-classic-attention": lambda b: b.generate(attention="classic"),
+    "generate-compiled": lambda b: b.generate(compile_unet=True),
+}
+
+
 def paper_workload(config: dict) -> dict:
     """What a full reproduction of the paper runs, from the preset's protocol values."""
     experiments = config["experiments"].values()
     evaluation = config["evaluation"]
     train_jobs = images = 0
+    scored = {}
     for experiment in experiments:
         runs = len(experiment["order_seeds"]) * len(experiment["training_seeds"])
         tasks = experiment["n_tasks"]
         per_checkpoint_task = len(evaluation["templates"][experiment["domain"]]) * evaluation["samples_per_prompt"]
         pairs = runs * len(config["methods"]) * tasks * (tasks + 1) // 2
         train_jobs += runs * len(config["methods"]) * tasks
-        images += pairs * per_checkpoint_task + tasks * per_checkpoint_task  # + the base model's row
+        experiment_images = pairs * per_checkpoint_task + tasks * per_checkpoint_task  # + the base model's row
+        images += experiment_images
+        for metric in experiment["metrics"]:
+            scored[metric] = scored.get(metric, 0) + experiment_images
     return {
         "train_jobs": train_jobs,
         "train_steps": train_jobs * config["training"]["steps"],
         "images": images,
+        "images_scored_by_metric": scored,
         "inference_steps": evaluation["inference_steps"],
     }
 
@@ -379,6 +558,25 @@ def gpu_hours(workload: dict, step_s: float, images_per_s: float) -> dict:
     train = workload["train_steps"] * step_s / 3600
     generate = workload["images"] / images_per_s / 3600
     return {"train_h": train, "generate_h": generate, "total_h": train + generate}
+
+
+def scoring_hours(workload: dict, scoring: dict) -> float:
+    """The metric networks' embedding of every generated image (references aside: a
+    few per task)."""
+    return sum(n * scoring[metric]["s_per_image"] for metric, n in workload["images_scored_by_metric"].items()) / 3600
+
+
+def variant_hours(workload: dict, result: dict) -> dict:
+    """The paper's GPU-hours with one variant in place of ours: a training variant's
+    step time with our sampling, or a sampling variant's rate with our training."""
+    train, generation = result["training"]["ours"], result["generation"]["ours"]
+    hours = {}
+    for name, extra in result["extras"].items():
+        if name.startswith("train-") and "step_s" in extra:
+            hours[name] = gpu_hours(workload, extra["step_s"], generation["images_per_s"])
+        elif name.startswith("generate-") and "images_per_s" in extra:
+            hours[name] = gpu_hours(workload, train["step_s"], extra["images_per_s"])
+    return hours
 
 
 def parse_args(argv=None):
@@ -396,11 +594,22 @@ def parse_args(argv=None):
         "--ours-mixed-precision", choices=["no", "bf16", "fp16"], help="training precision (default: the preset's)"
     )
     parser.add_argument("--device", default=None, help="default: cuda (smoke: cpu)")
+    parser.add_argument(
+        "--extras", nargs="*", default=[], choices=[*EXTRAS, "all"], metavar="EXTRA",
+        help=f"measurements after the comparison, in this order ('all': every one): {', '.join(EXTRAS)}",
+    )  # fmt: skip
+    parser.add_argument("--extra-train-steps", type=int, help="timed steps of a training variant (default 5; smoke 1)")
+    parser.add_argument("--extra-gen-steps", type=int, help="the long batch of an extrapolated sampling (default 8; smoke 4)")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend of generate-compiled")
     args = parser.parse_args(argv)
     args.train_steps = args.train_steps or (1 if args.smoke else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.smoke else 3)
     # A 2-step batch first, so kernel selection and allocator growth stay out of the timing.
     args.gen_warmup = not args.smoke
+    args.extra_train_steps = args.extra_train_steps or (1 if args.smoke else 5)
+    args.extra_gen_steps = args.extra_gen_steps or (4 if args.smoke else 8)
+    if "all" in args.extras:
+        args.extras = list(EXTRAS)
     return args
 
 
@@ -439,18 +648,23 @@ def main(argv=None) -> dict:
         "bitsandbytes": bnb,
         "architecture": {"resolution": sizes.resolution, **counts, "lora_rank": spec.rank, "lora_alpha": spec.alpha,
                          "target_modules": list(spec.target_modules)},
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "training": {},
         "generation": {},
+        "extras": {},
     }
     print(f"{result['mode']} on {device}: UNet {counts['unet_parameters']:,} parameters, {bnb}", flush=True)
     for name, settings in (("ours", ours), ("reference", reference)):
         result["training"][name] = train_recipe(name, settings, sizes, spec, args, device)
         print(f"train {name}: {result['training'][name]['step_s']:.3f} s/step", flush=True)
+        write_json(args.out, result)  # after each measurement: a run cut short keeps what it measured
     ours_dtype = getattr(torch, args.ours_dtype or config["evaluation"]["dtype"])
     batches = {"ours": (config["evaluation"]["batch_size"], ours_dtype), "reference": (REFERENCE_GENERATION_BATCH, reference_dtype)}
     for name, (batch, dtype) in batches.items():
         result["generation"][name] = generation_recipe(name, sizes, spec, batch, dtype, args, config, device)
         print(f"generate {name}: {result['generation'][name]['images_per_s']:.3f} images/s", flush=True)
+        write_json(args.out, result)
 
     train, generation = result["training"], result["generation"]
     peak = "peak_allocated_bytes" if device.type == "cuda" else "peak_process_rss_bytes"
@@ -472,13 +686,30 @@ def main(argv=None) -> dict:
     }
     if not args.smoke:
         result["ratios"]["paper_gpu_hours_reference_over_ours"] = hours["reference"]["total_h"] / hours["ours"]["total_h"]
-    result["wall_s"] = time.perf_counter() - started
     write_json(args.out, result)
     for key, value in result["ratios"].items():
-        print(f"{key}: {value:.2f}")
+        print(f"{key}: {value:.2f}", flush=True)
     if not args.smoke:
         for name, h in hours.items():
             print(f"paper reproduction, {name}: {h['train_h']:.0f} GPU-h training + {h['generate_h']:.0f} GPU-h generation")
+
+    bench = Bench(sizes, spec, args, config, device, ours)
+    for name in args.extras:
+        try:
+            result["extras"][name] = EXTRAS[name](bench)
+        except Exception as error:  # noqa: BLE001 - one variant failing must not lose the others
+            result["extras"][name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+        extra = result["extras"][name]
+        shown = {k: extra[k] for k in ("step_s", "images_per_s", "error") if k in extra}
+        print(f"{name}: {shown or {m: extra[m]['s_per_image'] for m in extra if isinstance(extra[m], dict)}}", flush=True)
+        if not args.smoke:
+            result["paper_reproduction"]["variants_gpu_hours"] = variant_hours(workload, result)
+            if "s_per_image" in result["extras"].get("scoring", {}).get("dino", {}):
+                result["paper_reproduction"]["scoring_h"] = scoring_hours(workload, result["extras"]["scoring"])
+        result["wall_s"] = time.perf_counter() - started
+        write_json(args.out, result)
+    result["wall_s"] = time.perf_counter() - started
+    write_json(args.out, result)
     print(f"wrote {args.out} in {result['wall_s']:.0f} s")
     return result
 

@@ -125,10 +125,11 @@ def csd_style_reference(state, pixels, heads):
     return F.normalize(feature @ state["last_layer_style"], dim=1)
 
 
-def build_csd_checkpoint(root: Path) -> tuple[Path, dict]:
+def build_csd_checkpoint(root: Path, **sizes) -> tuple[Path, dict]:
     """A training snapshot exactly as CSD's train_csd.py saves it from DDP, and its
-    weights without the DDP prefix."""
-    state = openai_visual_state()
+    weights without the DDP prefix; ``sizes`` as ``openai_visual_state`` takes them
+    (benchmarks/gpu_recipes.py builds CSD's ViT-L/14 this way)."""
+    state = openai_visual_state(**sizes)
     path = Path(root) / "checkpoint.pth"
     torch.save(
         {
