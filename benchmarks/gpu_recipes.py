@@ -307,7 +307,7 @@ def train_recipe(
 
 def generation_recipe(
     name: str, sizes: Sizes, spec: LoraSpec, batch: int, dtype: torch.dtype, args, config, device,
-    attention: str = "sdpa", compile_unet: bool = False, extrapolate: bool = False,
+    attention: str = "sdpa", compile_unet: bool = False, extrapolate: bool = False, update: str = "as the pipeline holds it",
 ) -> dict:  # fmt: skip
     """Images per second of ``args.gen_batches`` batches of ``args.gen_steps`` steps.
 
@@ -333,7 +333,15 @@ def generation_recipe(
         with clock(loading, "factor_deltas_s"):
             deltas = factor_deltas(factors, spec.scale, device)
         with clock(loading, "apply_update_s"):
-            apply_update(unet, deltas)
+            if update == "fused":
+                # Added into 16-bit weights, rounding away the elements smaller than
+                # W0's last place: what holding the update beside them costs, measured.
+                modules = dict(unet.named_modules())
+                with torch.no_grad():
+                    for module, delta in deltas.items():
+                        modules[module].weight += delta.to(modules[module].weight.dtype)
+            else:
+                apply_update(unet, deltas)
         loading["delta_bytes"] = sum(d.numel() * d.element_size() for d in deltas.values())
         del deltas
     else:
@@ -397,6 +405,7 @@ def generation_recipe(
         "inference_steps": args.gen_steps,
         "guidance_scale": evaluation["guidance_scale"],
         "lora": "fused into the weights" if name == "ours" else "unfused peft adapter",
+        "update": update if name == "ours" else "a peft adapter",
         "attention_processor": attention_processor(unet),
         "compiled": compile_unet,
         "tf32_matmuls": torch.backends.cuda.matmul.allow_tf32,
@@ -526,6 +535,12 @@ EXTRAS = {
     "train-classic-attention": lambda b: b.train(attention="classic"),
     "generate-classic-attention": lambda b: b.generate(attention="classic"),
     "generate-compiled": lambda b: b.generate(compile_unet=True),
+    # The combinations the variants above point to, and ours at the variants' protocol.
+    "train-float32-short": lambda b: b.train(),
+    "train-no-checkpointing-tf32": lambda b: b.with_tf32(b.train, replace(b.ours, gradient_checkpointing=False)),
+    "train-no-checkpointing-bf16": lambda b: b.train(replace(b.ours, gradient_checkpointing=False, mixed_precision="bf16")),
+    "generate-float16-fused": lambda b: b.generate(dtype=torch.float16, update="fused"),
+    "generate-tf32-batch-10": lambda b: b.with_tf32(b.generate, batch=10),
 }
 
 
@@ -600,6 +615,7 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument("--extra-train-steps", type=int, help="timed steps of a training variant (default 5; smoke 1)")
     parser.add_argument("--extra-gen-steps", type=int, help="the long batch of an extrapolated sampling (default 8; smoke 4)")
+    parser.add_argument("--only-extras", action="store_true", help="skip the comparison, measure the extras only")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend of generate-compiled")
     args = parser.parse_args(argv)
     args.train_steps = args.train_steps or (1 if args.smoke else 10)
@@ -613,48 +629,9 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    diffusers_logging.set_verbosity_error()
-    started = time.perf_counter()
-    config = preset()
-    sizes = Sizes(args.smoke)
-    args.gen_steps = args.gen_steps or (2 if args.smoke else config["evaluation"]["inference_steps"])
-    device = torch.device(args.device or ("cpu" if args.smoke else "cuda"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("no CUDA device: run with --smoke for the CPU check")
-    spec = LoraSpec.from_config(config["lora"])
-    sized = {"resolution": sizes.resolution} if args.smoke else {}
-    chosen = {"mixed_precision": args.ours_mixed_precision} if args.ours_mixed_precision else {}
-    ours = TrainingSettings.from_config(config["training"], **sized | chosen)
-    reference = TrainingSettings.from_config(config["training"], **sized | REFERENCE_TRAINING)
+def compare(result: dict, ours: TrainingSettings, reference: TrainingSettings, sizes: Sizes, spec: LoraSpec, args, config, device):
+    """Ours against the reference recipe: training, sampling, their ratios, the paper's GPU-hours."""
     reference_dtype = torch.float32
-
-    try:
-        import bitsandbytes
-
-        bnb = f"bitsandbytes {bitsandbytes.__version__}"
-    except ImportError as error:
-        bnb = f"absent ({error}): the reference recipe falls back to torch AdamW"
-    with torch.device("meta"):
-        counts = {
-            "unet_parameters": sum(p.numel() for p in UNet2DConditionModel(**sizes.unet).parameters()),
-            "vae_parameters": sum(p.numel() for p in AutoencoderKL(**sizes.vae).parameters()),
-        }
-
-    result = {
-        "mode": "smoke" if args.smoke else "gpu",
-        "machine": machine() | {"device": str(device)},
-        "bitsandbytes": bnb,
-        "architecture": {"resolution": sizes.resolution, **counts, "lora_rank": spec.rank, "lora_alpha": spec.alpha,
-                         "target_modules": list(spec.target_modules)},
-        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-        "training": {},
-        "generation": {},
-        "extras": {},
-    }
-    print(f"{result['mode']} on {device}: UNet {counts['unet_parameters']:,} parameters, {bnb}", flush=True)
     for name, settings in (("ours", ours), ("reference", reference)):
         result["training"][name] = train_recipe(name, settings, sizes, spec, args, device)
         print(f"train {name}: {result['training'][name]['step_s']:.3f} s/step", flush=True)
@@ -693,6 +670,52 @@ def main(argv=None) -> dict:
         for name, h in hours.items():
             print(f"paper reproduction, {name}: {h['train_h']:.0f} GPU-h training + {h['generate_h']:.0f} GPU-h generation")
 
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    diffusers_logging.set_verbosity_error()
+    started = time.perf_counter()
+    config = preset()
+    sizes = Sizes(args.smoke)
+    args.gen_steps = args.gen_steps or (2 if args.smoke else config["evaluation"]["inference_steps"])
+    device = torch.device(args.device or ("cpu" if args.smoke else "cuda"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("no CUDA device: run with --smoke for the CPU check")
+    spec = LoraSpec.from_config(config["lora"])
+    sized = {"resolution": sizes.resolution} if args.smoke else {}
+    chosen = {"mixed_precision": args.ours_mixed_precision} if args.ours_mixed_precision else {}
+    ours = TrainingSettings.from_config(config["training"], **sized | chosen)
+    reference = TrainingSettings.from_config(config["training"], **sized | REFERENCE_TRAINING)
+
+    try:
+        import bitsandbytes
+
+        bnb = f"bitsandbytes {bitsandbytes.__version__}"
+    except ImportError as error:
+        bnb = f"absent ({error}): the reference recipe falls back to torch AdamW"
+    with torch.device("meta"):
+        counts = {
+            "unet_parameters": sum(p.numel() for p in UNet2DConditionModel(**sizes.unet).parameters()),
+            "vae_parameters": sum(p.numel() for p in AutoencoderKL(**sizes.vae).parameters()),
+        }
+
+    result = {
+        "mode": "smoke" if args.smoke else "gpu",
+        "machine": machine() | {"device": str(device)},
+        "bitsandbytes": bnb,
+        "architecture": {"resolution": sizes.resolution, **counts, "lora_rank": spec.rank, "lora_alpha": spec.alpha,
+                         "target_modules": list(spec.target_modules)},
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "training": {},
+        "generation": {},
+        "extras": {},
+    }
+    print(f"{result['mode']} on {device}: UNet {counts['unet_parameters']:,} parameters, {bnb}", flush=True)
+    workload = paper_workload(config)
+    if not args.only_extras:
+        compare(result, ours, reference, sizes, spec, args, config, device)
     bench = Bench(sizes, spec, args, config, device, ours)
     for name in args.extras:
         try:
@@ -702,7 +725,7 @@ def main(argv=None) -> dict:
         extra = result["extras"][name]
         shown = {k: extra[k] for k in ("step_s", "images_per_s", "error") if k in extra}
         print(f"{name}: {shown or {m: extra[m]['s_per_image'] for m in extra if isinstance(extra[m], dict)}}", flush=True)
-        if not args.smoke:
+        if not args.smoke and "paper_reproduction" in result:
             result["paper_reproduction"]["variants_gpu_hours"] = variant_hours(workload, result)
             if "s_per_image" in result["extras"].get("scoring", {}).get("dino", {}):
                 result["paper_reproduction"]["scoring_h"] = scoring_hours(workload, result["extras"]["scoring"])
