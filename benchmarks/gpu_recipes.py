@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from continual_lora.lora import (
     fresh_factors,
     linear_shapes,
 )
+from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.model_update import apply_update
 from continual_lora.training import (
     CachedTask,
@@ -108,17 +108,6 @@ def build_unet(sizes: Sizes, device, dtype, seed: int = 0, attention: str = "sdp
     # .to(device) too: a buffer created on an explicit device would escape the context.
     return unet.to(device=device, dtype=dtype).requires_grad_(False)
 
-
-@contextmanager
-def tf32_matmuls(enabled: bool):
-    """TF32 for float32 matrix products (PyTorch's default is off; cuDNN's
-    convolutions use TF32 by default, in every recipe alike)."""
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def build_vae(sizes: Sizes, device, dtype, seed: int = 1) -> AutoencoderKL:

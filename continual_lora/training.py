@@ -40,6 +40,7 @@ from continual_lora.model_update import apply_update
 from continual_lora.methods import ContinualMethod, Penalty, get_method
 from continual_lora.models.conditioning import condition_rows, conditioner_for
 from continual_lora.models.loading import ModelSource, load_pipeline, resolve_device
+from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.models.noising import min_snr_weights, noisy_batch
 
 PACKAGES = ("torch", "diffusers", "peft", "transformers", "accelerate", "safetensors", "numpy")
@@ -66,6 +67,9 @@ class TrainingSettings:
     seeding: str = "run"
     # Min-SNR loss weighting (diffusers' --snr_gamma); None: the plain mean, as the paper.
     snr_gamma: float | None = None
+    # TF32 float32 matrix products on the GPU (continual_lora.matmul_precision); the
+    # paper's runs leave them in float32.
+    allow_tf32: bool = False
 
     @classmethod
     def from_config(cls, training: dict, **changes) -> TrainingSettings:
@@ -430,6 +434,15 @@ def train_task(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train task ``task_index`` and write its checkpoint files into ``out_dir``."""
+    # The whole job, so that the flag is what it was asked to be from the first product.
+    with tf32_matmuls(settings.allow_tf32):
+        return _train_task(**locals())
+
+
+def _train_task(
+    *, base_model, method, task_index, concept_dir, previous_handoff, spec, settings, training_seed, out_dir,
+    device, method_settings, log,
+) -> dict:  # fmt: skip
     started = time.perf_counter()
     check_optimizer(settings)
     out_dir = Path(out_dir)

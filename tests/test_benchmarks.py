@@ -65,6 +65,35 @@ def test_the_gpu_script_runs_both_recipes_in_smoke_mode(tmp_path):
     assert workload["train_jobs"] == 640 and workload["train_steps"] == 640 * 850
     assert workload["images"] == 2 * (4 * 8 * 55 * 40 + 10 * 40)
     assert "train_step_time_reference_over_ours" in printed
+    # Metric by metric, the images each paper metric scores over the whole paper.
+    assert workload["images_scored_by_metric"] == {"clip_i": workload["images"] // 2, "dino": workload["images"],
+                                                   "csd": workload["images"] // 2}  # fmt: skip
+
+
+def test_the_gpu_scripts_variants_run_in_smoke_mode(tmp_path):
+    out = tmp_path / "extras.json"
+    extras = ["scoring", "train-no-checkpointing", "generate-float32-extrapolated", "generate-float16-fused",
+              "generate-compiled", "train-classic-attention"]  # fmt: skip
+    # The eager backend: the compiled path in seconds; inductor is what the GPU run uses.
+    run("gpu_recipes.py", "--smoke", "--only-extras", "--compile-backend", "eager", "--out", str(out), "--extras", *extras)
+    result = json.loads(out.read_text())
+
+    assert list(result["extras"]) == extras and not result["training"]
+    assert not [name for name, extra in result["extras"].items() if "error" in extra]
+    scoring = result["extras"]["scoring"]
+    for metric, width in (("dino", 32), ("clip_i", 512), ("csd", 16)):  # the smoke networks' feature sizes
+        assert scoring[metric]["features"] == [scoring["images"], width]
+        assert_positive(scoring[metric], "s_per_image", "parameters")
+    assert result["extras"]["train-no-checkpointing"]["settings"]["gradient_checkpointing"] is False
+    assert result["extras"]["train-classic-attention"]["attention_processor"] == "AttnProcessor"
+    extrapolated = result["extras"]["generate-float32-extrapolated"]
+    assert extrapolated["timed_steps"] == [2, 4] and extrapolated["timing"] == "extrapolated to 2 steps"
+    assert_positive(extrapolated, "sampler_step_s", "images_per_s")
+    # The batch's time at the preset's step count, from the two timed batches.
+    assert abs(extrapolated["generate_s"] - (extrapolated["fixed_s_per_batch"] + 2 * extrapolated["sampler_step_s"])) < 1e-9
+    assert result["extras"]["generate-float16-fused"]["update"] == "fused"
+    assert result["extras"]["generate-float16-fused"]["dtype"] == "float16"
+    assert result["extras"]["generate-compiled"]["compiled"] is True
 
 
 def test_the_cpu_suite_runs_in_quick_mode(tmp_path):

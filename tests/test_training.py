@@ -268,3 +268,22 @@ def test_min_snr_training_weights_each_images_error(tiny_model_dir, object_conce
     snr = alphas / (1 - alphas)
     assert noise_scheduler.config.prediction_type == "v_prediction"
     torch.testing.assert_close(loss(1e9), (per_image * snr / (snr + 1)).mean())
+
+
+def test_allow_tf32_holds_for_the_whole_task_and_is_put_back_after(tmp_path, tiny_model_dir, object_concepts_dir):
+    flags = []
+
+    def log(line):
+        # Called during the task (its first line, then one per step).
+        flags.append(torch.backends.cuda.matmul.allow_tf32)
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    for allow in (True, False):
+        train_task(
+            base_model=tiny_model_dir, method="naive", task_index=1, concept_dir=object_concepts_dir[0],
+            previous_handoff=None, spec=SPEC, settings=TrainingSettings(**{**SETTINGS.__dict__, "allow_tf32": allow}),
+            training_seed=0, out_dir=tmp_path / f"tf32_{allow}", device="cpu", log=log,
+        )  # fmt: skip
+        assert flags and set(flags) == {allow}
+        assert torch.backends.cuda.matmul.allow_tf32 == before
+        flags.clear()

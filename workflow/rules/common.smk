@@ -218,6 +218,7 @@ def generation_params(experiment, method, tasks):
             "scheduler": evaluation_scheduler(method),
         },
         "dtype": evaluation["dtype"],
+        "allow_tf32": evaluation["allow_tf32"],
     })
 
 
@@ -240,6 +241,7 @@ def scoring_params(experiment, method, concepts, run, after_task):
         "device": config["device"],
         "metrics": {name: config["metric_settings"].get(name, {}) for name in metric_names(spec)},
         "dtype": config["evaluation"]["dtype"],
+        "allow_tf32": config["evaluation"]["allow_tf32"],
         "method": method,
         "method_settings": method_settings(method),
         "concepts": [concept.name for concept in concepts],
@@ -480,6 +482,7 @@ def get_export_model_params(wildcards):
         "base_model": base_model_ref(),
         "method_settings": method_settings(wildcards.method),
         "dtype": evaluation["dtype"],
+        "allow_tf32": evaluation["allow_tf32"],
         "scheduler": scheduler,
         "description": {
             "experiment": experiment.name,

@@ -3,6 +3,7 @@
 import sys
 
 from continual_lora.gpus import holding_gpu
+from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -17,9 +18,10 @@ from continual_lora.data.concepts import Concept
 from continual_lora.generation import GenerationSettings, generate_samples
 from continual_lora.models.loading import evaluated_pipeline, resolve_device
 
-# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
-with holding_gpu():
-    params = snakemake.params.generation
+params = snakemake.params.generation
+# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA;
+# TF32 matrix products where evaluation.allow_tf32 asks for them.
+with holding_gpu(), tf32_matmuls(params["allow_tf32"]):
     pipeline = evaluated_pipeline(
         params["base_model"],
         resolve_device(params["device"]),

@@ -3,6 +3,7 @@
 import sys
 
 from continual_lora.gpus import holding_gpu
+from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -17,9 +18,10 @@ from continual_lora.methods import get_method
 from continual_lora.models.loading import resolve_device
 from continual_lora.scoring import ModelHandle
 
-# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA.
-with holding_gpu():
-    params = snakemake.params.scoring
+params = snakemake.params.scoring
+# The GPU this job holds alone (continual_lora.gpus), before anything touches CUDA;
+# TF32 matrix products where evaluation.allow_tf32 asks for them.
+with holding_gpu(), tf32_matmuls(params["allow_tf32"]):
     device = resolve_device(params["device"])
     handoff = snakemake.input.get("handoff")
     concept_dirs = dict(zip(params["concepts"], snakemake.input.concepts, strict=True))
