@@ -1,5 +1,6 @@
 """A model's update W - W0 held in its UNet: added to float32 weights in place, kept
-beside 16-bit weights in float32, so that no element that float32 keeps is lost."""
+beside 16-bit weights in float32 and multiplied in bfloat16, so that no element that
+float32 keeps is lost."""
 
 from __future__ import annotations
 
@@ -44,8 +45,13 @@ def test_a_16_bit_layer_keeps_every_element_of_the_update_beside_its_weights(dty
     held = held_update(layer)
     assert held.dtype == torch.float32 and torch.equal(held, update)  # every element, exactly
 
+    # The product in bfloat16: each element of the update rounded on its own, to within
+    # 2^-8 of itself, none lost against W0 or flushed to zero.
+    in_bfloat16 = update.to(torch.bfloat16)
+    assert (in_bfloat16 != 0).all()
+    assert ((in_bfloat16.float() - update).abs() / update.abs()).max() <= 2**-8
     x = torch.randn(5, 48, generator=torch.Generator().manual_seed(1)).to(dtype)
-    expected = F.linear(x, w0.to(dtype)) + F.linear(x.float(), update).to(dtype)
+    expected = F.linear(x, w0.to(dtype)) + F.linear(x.to(torch.bfloat16), in_bfloat16).to(dtype)
     assert torch.equal(layer(x), expected)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = layer(x.float())
