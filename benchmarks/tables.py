@@ -125,6 +125,43 @@ def gpu_tables(r: dict) -> str:
     m = r["machine"]
     out = [f"Device: {m.get('gpu', m['device'])}; {m['date_utc']}; commit {m['commit']}; {r['bitsandbytes']}."]
     peak = "peak_allocated_bytes" if r["mode"] == "gpu" else "peak_process_rss_bytes"
+    if r["training"]:
+        out.append(comparison_tables(r, peak))
+    if r.get("extras"):
+        out.append("\n" + extras_tables(r, peak))
+    return "\n".join(out)
+
+
+def extras_tables(r: dict, peak: str) -> str:
+    """One row per variant: its step time or sampling rate, its memory, and the paper's
+    GPU-hours with it in place of ours (where the comparison ran too)."""
+    hours = r.get("paper_reproduction", {}).get("variants_gpu_hours", {})
+    rows = []
+    for name, e in r["extras"].items():
+        if name == "scoring" or "error" in e:
+            continue
+        measured = f"{e['step_s']:.3f} s/step" if "step_s" in e else f"{e['images_per_s']:.3f} images/s"
+        detail = f"batch {e['batch_size']}, {e['sampler_step_s']:.3f} s per sampler step" if "sampler_step_s" in e else (
+            f"{e['timed_steps']} timed steps")  # fmt: skip
+        total = f"{hours[name]['total_h']:.0f}" if name in hours else ""
+        rows.append([name, measured, detail, mb(e[peak]), total])
+    out = [table(["variant", "measured", "how", "peak memory", "paper GPU-h"], rows)]
+    failed = [f"{name}: {e['error']}" for name, e in r["extras"].items() if "error" in e]
+    if failed:
+        out.append("Failed: " + "; ".join(failed))
+    scoring = r["extras"].get("scoring")
+    if scoring and "error" not in scoring:
+        rows = [[metric, f"{s['parameters'] / 1e6:.1f} M", f"{1000 * s['s_per_image']:.1f}", f"{s['load_s']:.2f}", mb(s[peak])]
+                for metric, s in scoring.items() if isinstance(s, dict)]  # fmt: skip
+        out.append(f"\nScoring {scoring['images']} images of {scoring['image_size']} px:\n")
+        out.append(table(["metric", "parameters", "ms/image", "load s", "peak memory"], rows))
+        if "scoring_h" in r.get("paper_reproduction", {}):
+            out.append(f"\nThe paper's scoring: {r['paper_reproduction']['scoring_h']:.2f} GPU-h.")
+    return "\n".join(out)
+
+
+def comparison_tables(r: dict, peak: str) -> str:
+    out = []
     rows = [[name, f"{t['step_s']:.3f}", mb(t[peak]), t["optimizer_used"], t["attention_processor"]] for name, t in r["training"].items()]
     out.append(table(["training", "s/step", "peak memory", "optimizer", "attention"], rows))
     rows = [[name, g["batch_size"], g["dtype"], f"{g['images_per_s']:.3f}", mb(g[peak])] for name, g in r["generation"].items()]
@@ -140,5 +177,5 @@ def gpu_tables(r: dict) -> str:
 if __name__ == "__main__":
     for path in sys.argv[1:]:
         payload = json.loads(Path(path).read_text())
-        print(gpu_tables(payload) if "ratios" in payload else cpu_tables(payload))
+        print(gpu_tables(payload) if "generation" in payload else cpu_tables(payload))
         print()
