@@ -20,7 +20,8 @@ the hub), and generate 50-step images from it:
 Text encoders are built so their memory counts, but the UNet is fed random embeddings
 of the right shapes. One JSON is written; the ratios are printed.
 
-    python benchmarks/gpu_recipes.py --out gpu.json          # on a GPU, < 10 min
+    python benchmarks/gpu_recipes.py --out gpu.json                # on a GPU
+    python benchmarks/gpu_recipes.py --out gpu.json --extras all   # and the variants: 8 min on an H200
     python benchmarks/gpu_recipes.py --smoke --out smoke.json  # CPU, tiny, seconds
 """
 
