@@ -88,7 +88,8 @@ def test_the_gpu_scripts_variants_run_in_smoke_mode(tmp_path):
     assert result["extras"]["train-classic-attention"]["attention_processor"] == "AttnProcessor"
     extrapolated = result["extras"]["generate-float32-extrapolated"]
     assert extrapolated["timed_steps"] == [2, 4] and extrapolated["timing"] == "extrapolated to 2 steps"
-    assert_positive(extrapolated, "sampler_step_s", "images_per_s")
+    # (A sampler step's time is the difference of two tiny timings here: noise, not checked.)
+    assert_positive(extrapolated, "images_per_s")
     # The batch's time at the preset's step count, from the two timed batches.
     assert abs(extrapolated["generate_s"] - (extrapolated["fixed_s_per_batch"] + 2 * extrapolated["sampler_step_s"])) < 1e-9
     assert result["extras"]["generate-float16-fused"]["update"] == "fused"
