@@ -482,7 +482,6 @@ def get_export_model_params(wildcards):
         "base_model": base_model_ref(),
         "method_settings": method_settings(wildcards.method),
         "dtype": evaluation["dtype"],
-        "allow_tf32": evaluation["allow_tf32"],
         "scheduler": scheduler,
         "description": {
             "experiment": experiment.name,
