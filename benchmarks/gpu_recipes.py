@@ -619,7 +619,10 @@ def parse_args(argv=None):
     return args
 
 
-def compare(result: dict, ours: TrainingSettings, reference: TrainingSettings, sizes: Sizes, spec: LoraSpec, args, config, device):
+def compare(
+    result: dict, ours: TrainingSettings, reference: TrainingSettings, sizes: Sizes, spec: LoraSpec, args, config, device,
+    workload: dict,
+):  # fmt: skip
     """Ours against the reference recipe: training, sampling, their ratios, the paper's GPU-hours."""
     reference_dtype = torch.float32
     for name, settings in (("ours", ours), ("reference", reference)):
@@ -641,7 +644,6 @@ def compare(result: dict, ours: TrainingSettings, reference: TrainingSettings, s
         "generation_images_per_s_ours_over_reference": generation["ours"]["images_per_s"] / generation["reference"]["images_per_s"],
         "generation_peak_memory_ours_over_reference": generation["ours"][peak] / generation["reference"][peak],
     }
-    workload = paper_workload(config)
     hours = {
         name: gpu_hours(workload, train[name]["step_s"], generation[name]["images_per_s"]) for name in ("ours", "reference")
     }
@@ -705,7 +707,7 @@ def main(argv=None) -> dict:
     print(f"{result['mode']} on {device}: UNet {counts['unet_parameters']:,} parameters, {bnb}", flush=True)
     workload = paper_workload(config)
     if not args.only_extras:
-        compare(result, ours, reference, sizes, spec, args, config, device)
+        compare(result, ours, reference, sizes, spec, args, config, device, workload)
     bench = Bench(sizes, spec, args, config, device, ours)
     for name in args.extras:
         try:
