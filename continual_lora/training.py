@@ -36,9 +36,9 @@ from continual_lora.lora import (
     live_factors,
     read_factors,
 )
-from continual_lora.model_update import apply_update
 from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.methods import ContinualMethod, Penalty, get_method
+from continual_lora.model_update import apply_update
 from continual_lora.models.conditioning import condition_rows, conditioner_for
 from continual_lora.models.loading import ModelSource, load_pipeline, resolve_device
 from continual_lora.models.noising import min_snr_weights, noisy_batch
