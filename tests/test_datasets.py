@@ -232,6 +232,20 @@ def test_a_real_source_refuses_the_synthetic_worlds_keys(dreambooth):
         source.check(1)
 
 
+def test_the_synthetic_worlds_pattern_scale_coarsens_the_concepts_it_prepares(tmp_path):
+    plain = make_source("objects", {"source": "synthetic"})
+    coarse = make_source("objects", {"source": "synthetic", "pattern_scale": 2.0})
+    concepts = coarse.check(2)
+    assert concepts == plain.check(2)  # the same concepts, names, prompts and tokens
+    for name, source in (("plain", plain), ("coarse", coarse)):
+        source.prepare(concepts[0], tmp_path / name)
+    differ = [
+        np.asarray(Image.open(a)).tobytes() != np.asarray(Image.open(b)).tobytes()
+        for a, b in zip(sorted((tmp_path / "plain").rglob("*.png")), sorted((tmp_path / "coarse").rglob("*.png")))
+    ]
+    assert differ and all(differ)
+
+
 def test_the_prepare_concept_rule_prepares_a_dreambooth_subject(tmp_path):
     needs_dreambooth()
     config = {

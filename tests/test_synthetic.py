@@ -1,4 +1,5 @@
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -112,6 +113,17 @@ def test_object_concepts_deterministic_prefix_and_seeded():
     assert S.object_concepts(10, seed=3) == a[:10]
     assert S.object_concepts(30, seed=4) != a
     assert S.object_concepts(0, seed=3) == []
+
+
+def test_pattern_scale_multiplies_every_concept_period_and_changes_nothing_else():
+    plain = S.object_concepts(S.MAX_OBJECT_CONCEPTS, seed=2)
+    coarse = S.object_concepts(S.MAX_OBJECT_CONCEPTS, seed=2, pattern_scale=2.0)
+    for a, b in zip(plain, coarse):
+        # Doubling is exact in floating point, so the periods are exactly twice as long.
+        assert b.pattern_period == 2 * a.pattern_period
+        assert dataclasses.replace(b, pattern_period=a.pattern_period) == a
+    with pytest.raises(ValueError, match="pattern_scale"):
+        S.object_concepts(3, seed=0, pattern_scale=0)
 
 
 def test_too_many_concepts_raise():
@@ -276,3 +288,37 @@ def test_pretraining_examples_deterministic_and_prefix_stable():
     c = S.pretraining_examples(10, seed=6, size=32)
     assert [(im.tobytes(), p) for im, p in a] == [(im.tobytes(), p) for im, p in b[:10]]
     assert [im.tobytes() for im, _ in a] != [im.tobytes() for im, _ in c]
+
+
+def test_a_patterned_corpus_names_what_each_patterned_example_shows():
+    n = 400
+    examples = S.pretraining_examples(n, seed=0, size=32, patterned_fraction=0.25, pattern_scale=2.0)
+    plain = S.pretraining_examples(n, seed=0, size=32)
+    named = re.compile(r"a photo of an? (?P<ground>[a-z]+) and (?P<figure>[a-z]+) (?P<pattern>[a-z]+) (?P<cls>[a-z]+)")
+    n_named = 0
+    for i, ((im, prompt), (plain_im, plain_prompt)) in enumerate(zip(examples, plain)):
+        cls = S.GENERIC_CLASSES[i % len(S.GENERIC_CLASSES)]
+        match = named.fullmatch(prompt)
+        if match is None:
+            # The other examples are the plain corpus's, untouched.
+            assert (im.tobytes(), prompt) == (plain_im.tobytes(), plain_prompt)
+            continue
+        n_named += 1
+        assert match["cls"] == cls and match["pattern"] in S.OBJECT_PATTERNS
+        assert match["ground"] != match["figure"]
+        assert {match["ground"], match["figure"]} <= set(S.catalogue._NAMED_COLOURS)
+        assert im.size == (32, 32)
+    # A binomial(400, 0.25) count: 100 expected, outside 70..130 with probability < 1e-3.
+    assert 70 <= n_named <= 130
+    again = S.pretraining_examples(n, seed=0, size=32, patterned_fraction=0.25, pattern_scale=2.0)
+    assert [(im.tobytes(), p) for im, p in again] == [(im.tobytes(), p) for im, p in examples]
+
+
+def test_a_patterned_instance_shows_its_named_colours_as_a_concept_would():
+    instance = S.catalogue.patterned_instance("cube", _rng(4), pattern_scale=2.0)
+    ground, figure, _ = instance.colors
+    assert S.catalogue._colour_distance(*instance.colour_names[:2]) > 190
+    image = np.asarray(S.render_object(instance, _rng(5), 64), dtype=np.int64)
+    for colour in (ground, figure):
+        near = np.abs(image - np.asarray(colour)).sum(-1) < 60
+        assert near.mean() > 0.01, f"{colour} covers {near.mean():.3f} of the image"

@@ -163,6 +163,18 @@ def test_same_seed_builds_the_same_model_and_leaves_global_rng_alone(tokenizer_d
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+def test_position_embedding_scale_multiplies_only_the_position_table(tokenizer_dir):
+    tok = _load_tokenizer(tokenizer_dir)
+    plain = build_tiny_pipeline(TinyModelSettings(resolution=32), tok).text_encoder.state_dict()
+    scaled = build_tiny_pipeline(TinyModelSettings(resolution=32, position_embedding_scale=25.0), tok)
+    scaled = scaled.text_encoder.state_dict()
+    position = [k for k in plain if k.endswith("position_embedding.weight")]
+    assert len(position) == 1
+    for key in plain:
+        expected = plain[key] * 25.0 if key in position else plain[key]
+        assert torch.equal(scaled[key], expected), key
+
+
 def test_peft_lora_attaches_to_the_attention_projections(tokenizer_dir):
     from peft import LoraConfig
 

@@ -118,7 +118,7 @@ class SyntheticSource(DatasetSource):
     """The embedded world of ``continual_lora.data.synthetic``: made, not downloaded."""
 
     name = "synthetic"
-    settings_keys = ("seed", "resolution", "n_reference")
+    settings_keys = ("seed", "resolution", "n_reference", "pattern_scale")
 
     @property
     def resolution(self) -> int:
@@ -190,7 +190,7 @@ class SyntheticSource(DatasetSource):
     def _world(self) -> list:
         """Every object or style the synthetic world can make, in canonical order."""
         if self.domain == "objects":
-            return synthetic.object_concepts(len(RARE_TOKENS), self.seed)
+            return synthetic.object_concepts(len(RARE_TOKENS), self.seed, float(self.settings.get("pattern_scale", 1.0)))
         return synthetic.style_concepts(synthetic.MAX_STYLE_CONCEPTS, self.seed)
 
 

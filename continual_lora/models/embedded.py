@@ -28,7 +28,13 @@ def build_embedded_model(out_dir: str | Path, settings: TinyModelSettings, log: 
     words = vocabulary_words()
 
     def pretrain(folder: Path) -> None:
-        examples = synthetic.pretraining_examples(settings.num_examples, settings.seed, settings.resolution)
+        examples = synthetic.pretraining_examples(
+            settings.num_examples,
+            settings.seed,
+            settings.resolution,
+            patterned_fraction=settings.patterned_fraction,
+            pattern_scale=settings.pattern_scale,
+        )
         pretrain_tiny_model(examples, folder, settings, extra_words=words, log=log)
 
     key = model_key("tiny", {"settings": asdict(settings), "extra_words": words}, _MAKERS)

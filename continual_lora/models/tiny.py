@@ -57,6 +57,14 @@ class TinyModelSettings:
     # torch threads, whatever the job was given: the weights depend on the thread count
     # (how sums are split), so it is part of what the model is, like its seed.
     threads: int = 2
+    # The corpus's share of patterned instances under prompts that name their colours
+    # and pattern, and those patterns' period scale (the caller renders the corpus).
+    patterned_fraction: float = 0.0
+    pattern_scale: float = 1.0
+    # The text encoder's position table is multiplied by this, like the token table by
+    # _TOKEN_EMBEDDING_SCALE: at 1 a word's output barely depends on where it stands,
+    # so "teal and pink" and "pink and teal" reach the UNet as the same bag of words.
+    position_embedding_scale: float = 1.0
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -326,6 +334,11 @@ def _scheduler_config() -> dict:
     )
 
 
+def _position_embedding(text_encoder) -> torch.nn.Embedding:
+    # transformers 4 nests the embeddings under text_model, 5 does not.
+    return getattr(text_encoder, "text_model", text_encoder).embeddings.position_embedding
+
+
 def build_tiny_pipeline(settings: TinyModelSettings, tokenizer):
     """Randomly initialised (seeded) tiny SD pipeline around ``tokenizer``."""
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -339,6 +352,8 @@ def build_tiny_pipeline(settings: TinyModelSettings, tokenizer):
         text_encoder = CLIPTextModel(_text_encoder_config(tokenizer)).eval()
         with torch.no_grad():
             text_encoder.get_input_embeddings().weight.mul_(_TOKEN_EMBEDDING_SCALE)
+            if settings.position_embedding_scale != 1.0:
+                _position_embedding(text_encoder).weight.mul_(settings.position_embedding_scale)
         torch.manual_seed(settings.seed + 1)
         vae = AutoencoderKL(**_vae_config(settings)).eval()
         torch.manual_seed(settings.seed + 2)

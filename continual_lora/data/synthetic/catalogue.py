@@ -27,6 +27,7 @@ __all__ = [
     "style_concepts",
     "style_subjects",
     "sample_shape",
+    "patterned_instance",
 ]
 
 # Every word starts with a consonant so that "a {class}" is always grammatical.
@@ -145,8 +146,11 @@ class StyleConcept:
     description: str
 
 
-def object_concepts(n: int, seed: int) -> list[ObjectConcept]:
+def object_concepts(n: int, seed: int, pattern_scale: float = 1.0) -> list[ObjectConcept]:
     """Return ``n`` distinct object concepts; a prefix of the list for larger ``n``.
+
+    ``pattern_scale`` multiplies every pattern's period: 2 gives stripes and dots twice
+    as coarse, which a 32-pixel model's VAE keeps (the default's 1 it blurs).
 
     Classes are visited round-robin (in a seeded order) so the first
     ``len(GENERIC_CLASSES)`` concepts all have different classes; later rounds
@@ -159,13 +163,14 @@ def object_concepts(n: int, seed: int) -> list[ObjectConcept]:
             f"Cannot make {n} distinct object concepts: at most {MAX_OBJECT_CONCEPTS} "
             f"({len(GENERIC_CLASSES)} classes x {len(OBJECT_PATTERNS)} patterns) are available."
         )
+    if not pattern_scale > 0:
+        raise ValueError(f"pattern_scale must be positive, got {pattern_scale!r}.")
     order_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x0B1EC7]))
     class_order = [GENERIC_CLASSES[i] for i in order_rng.permutation(len(GENERIC_CLASSES))]
     pattern_orders = {
         c: [OBJECT_PATTERNS[i] for i in order_rng.permutation(len(OBJECT_PATTERNS))]
         for c in class_order
     }
-    names = list(_NAMED_COLOURS)
     out: list[ObjectConcept] = []
     for k in range(n):
         class_word = class_order[k % len(class_order)]
@@ -173,35 +178,59 @@ def object_concepts(n: int, seed: int) -> list[ObjectConcept]:
         # Per-concept generator: concept k does not depend on how many
         # concepts were requested.
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0C0, k]))
-        # Black pattern areas would merge with the outline strokes.
-        banned = _TYPICAL_COLOURS.get(class_word, set()) | {"black"}
-        allowed = [c for c in names if c not in banned]
-        a = allowed[int(rng.integers(len(allowed)))]
-        contrast = [c for c in allowed if c != a and _colour_distance(a, c) > 190]
-        b = contrast[int(rng.integers(len(contrast)))]
-        third = [c for c in names if _colour_distance(a, c) > 120 and _colour_distance(b, c) > 120]
-        c3 = third[int(rng.integers(len(third)))]
-        period = {"ringed": 0.3, "zigzag": 0.42, "spotted": 1.0}.get(pattern, 0.36)
+        colour_names = _concept_colours(class_word, rng)
+        period = _PATTERN_PERIODS.get(pattern, _DEFAULT_PERIOD) * pattern_scale
         shape = sample_shape(class_word, rng)
         if class_word == "flower":
             # Thin petals cannot carry a pattern at 64 px: this instance has
             # few, broad petals and a finer pattern.
             shape = (float(rng.integers(5, 7)), 0.64, 0.25)
             period *= 0.7
-        out.append(
-            ObjectConcept(
-                name=f"{pattern}_{class_word}",
-                class_word=class_word,
-                pattern=pattern,
-                colour_names=(a, b, c3),
-                colors=(_NAMED_COLOURS[a], _NAMED_COLOURS[b], _NAMED_COLOURS[c3]),
-                shape=shape,
-                pattern_angle=float(rng.choice([0.0, 0.25, 0.5, 0.75]) * math.pi),
-                pattern_period=float(period * rng.uniform(0.9, 1.1)),
-                pattern_seed=int(rng.integers(0, 2**31 - 1)),
-            )
-        )
+        out.append(_instance(f"{pattern}_{class_word}", class_word, pattern, colour_names, shape, period, rng))
     return out
+
+
+def patterned_instance(class_word: str, rng: np.random.Generator, pattern_scale: float = 1.0) -> ObjectConcept:
+    """A patterned instance of ``class_word`` in random named colours, drawn by the
+    rules an object concept's are (``object_concepts``): a pretraining corpus can show
+    what "a teal and pink dotted cube" looks like without holding any concept."""
+    colour_names = _concept_colours(class_word, rng)
+    pattern = OBJECT_PATTERNS[int(rng.integers(len(OBJECT_PATTERNS)))]
+    period = _PATTERN_PERIODS.get(pattern, _DEFAULT_PERIOD) * pattern_scale
+    shape = sample_shape(class_word, rng)
+    return _instance(f"{pattern}_{class_word}", class_word, pattern, colour_names, shape, period, rng)
+
+
+# Pattern periods in canonical units (an object spans about 2).
+_PATTERN_PERIODS = {"ringed": 0.3, "zigzag": 0.42, "spotted": 1.0}
+_DEFAULT_PERIOD = 0.36
+
+
+def _concept_colours(class_word: str, rng: np.random.Generator) -> tuple[str, str, str]:
+    """Pattern ground, pattern figure (far from the ground) and a third colour for details."""
+    names = list(_NAMED_COLOURS)
+    # Black pattern areas would merge with the outline strokes.
+    banned = _TYPICAL_COLOURS.get(class_word, set()) | {"black"}
+    allowed = [c for c in names if c not in banned]
+    a = allowed[int(rng.integers(len(allowed)))]
+    contrast = [c for c in allowed if c != a and _colour_distance(a, c) > 190]
+    b = contrast[int(rng.integers(len(contrast)))]
+    third = [c for c in names if _colour_distance(a, c) > 120 and _colour_distance(b, c) > 120]
+    return a, b, third[int(rng.integers(len(third)))]
+
+
+def _instance(name, class_word, pattern, colour_names, shape, period, rng) -> ObjectConcept:
+    return ObjectConcept(
+        name=name,
+        class_word=class_word,
+        pattern=pattern,
+        colour_names=colour_names,
+        colors=tuple(_NAMED_COLOURS[c] for c in colour_names),
+        shape=shape,
+        pattern_angle=float(rng.choice([0.0, 0.25, 0.5, 0.75]) * math.pi),
+        pattern_period=float(period * rng.uniform(0.9, 1.1)),
+        pattern_seed=int(rng.integers(0, 2**31 - 1)),
+    )
 
 
 _STYLE_CATALOGUE: tuple[StyleConcept, ...] = (

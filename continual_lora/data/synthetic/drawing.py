@@ -18,7 +18,13 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from continual_lora.data.synthetic.catalogue import GENERIC_CLASSES, OBJECT_PATTERNS, ObjectConcept, sample_shape
+from continual_lora.data.synthetic.catalogue import (
+    GENERIC_CLASSES,
+    OBJECT_PATTERNS,
+    ObjectConcept,
+    patterned_instance,
+    sample_shape,
+)
 
 __all__ = [
     "IMAGE_SIZE",
@@ -550,16 +556,31 @@ def render_object(concept: ObjectConcept, rng: np.random.Generator, size: int = 
     return finish(composite(scene, background(rng, scene.hi)), size)
 
 
-def pretraining_examples(n: int, seed: int, size: int = IMAGE_SIZE) -> list[tuple[Image.Image, str]]:
+def pretraining_examples(
+    n: int, seed: int, size: int = IMAGE_SIZE, patterned_fraction: float = 0.0, pattern_scale: float = 1.0
+) -> list[tuple[Image.Image, str]]:
     """``n`` generic (image, prompt) pairs cycling evenly through the classes.
 
     Prompts are class-level only.  A quarter use "image of a {class}" so that
     the "<style> image of <class>" phrasing of style prompts is not foreign.
-    Example ``i`` depends only on ``(seed, i)``.
+    With ``patterned_fraction`` > 0 that share of the examples (drawn at random)
+    are instead patterned instances of their class in random named colours
+    (``patterned_instance``, periods times ``pattern_scale``) under a prompt that
+    names what it shows: "a photo of a teal and pink dotted cube", as a large
+    model's captions would.  Example ``i`` depends only on ``(seed, i)``.
     """
     out = []
     for i in range(n):
         class_word = GENERIC_CLASSES[i % len(GENERIC_CLASSES)]
+        if patterned_fraction > 0:
+            pick = np.random.default_rng(np.random.SeedSequence([seed, 0x9A77, i]))
+            if pick.random() < patterned_fraction:
+                instance = patterned_instance(class_word, pick, pattern_scale)
+                ground, figure, _ = instance.colour_names
+                article = "an" if ground[0] in "aeiou" else "a"
+                prompt = f"a photo of {article} {ground} and {figure} {instance.pattern} {class_word}"
+                out.append((render_object(instance, pick, size), prompt))
+                continue
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E7, i]))
         prompt = f"image of a {class_word}" if rng.random() < 0.25 else f"a photo of a {class_word}"
         out.append((render_class_image(class_word, rng, size), prompt))
