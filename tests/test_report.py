@@ -302,6 +302,11 @@ SHOWN_IMAGE = """(async () => {{
 }})().catch(() => null)"""
 
 
+# Whether the image beside the menu is the result asked for: synchronous, as the
+# ``shows`` of a click must be (a promise would count as true).
+SHOWN_SOURCE = "[...document.querySelectorAll('#app img')].find(i => !i.closest('nav'))?.src.includes(';filename={name};')"
+
+
 def data_uri_bytes(uri: str, mime: str) -> bytes:
     header, data = uri.split(",", 1)
     assert header.startswith(f"data:{mime};") and header.endswith(";base64"), header
@@ -309,8 +314,9 @@ def data_uri_bytes(uri: str, mime: str) -> bytes:
 
 
 def show_figure(browser: Chromium, workdir: Path, path: str) -> dict:
-    """Click the eye button of ``path``; the image shown, checked against the file."""
-    browser.click(row_button(path, "eye"), f"the view button of {path}")
+    """Click the eye button of ``path`` (again, if the click did nothing: see
+    ``Chromium.click``); the image shown, checked against the file."""
+    browser.click(row_button(path, "eye"), f"the view button of {path}", shows=SHOWN_SOURCE.format(name=Path(path).name))
     shown = browser.wait_for(SHOWN_IMAGE.format(name=Path(path).name), f"the figure {path}")
     on_disk = (workdir / path).read_bytes()
     assert data_uri_bytes(shown["src"], "image/png") == on_disk, f"{path}: the report shows other bytes than the file"
