@@ -3,6 +3,7 @@ server as it would in its own process, with its exit status, and dies with its j
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -129,3 +130,30 @@ def test_without_a_server_the_job_runs_itself(tmp_path):
     result = run_job(tmp_path / "job", str(tmp_path / "absent.sock"))
     assert result.returncode == 3
     assert json.loads((tmp_path / "job" / "info.json").read_text())["torch_preloaded"] == "cold"
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+HEAVY = ("torch", "diffusers", "transformers", "peft", "pandas", "matplotlib")
+
+
+def before_hand_over(script: Path) -> str | None:
+    """The script's top-level code up to its ``hand_over()`` call; None without one."""
+    tree = ast.parse(script.read_text())
+    for index, node in enumerate(tree.body):
+        call = node.value if isinstance(node, ast.Expr) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "hand_over":
+            return ast.unparse(ast.Module(body=tree.body[:index], type_ignores=[]))
+    return None
+
+
+def test_the_workflow_scripts_import_no_heavy_library_before_handing_over():
+    """What a script imports before it hands over runs in every job's own process:
+    a library imported there costs each job its import (seconds for torch), which
+    the warm fork exists to save."""
+    prefixes = {path.name: before_hand_over(path) for path in sorted(SCRIPTS.glob("*.py"))}
+    prefixes = {name: code for name, code in prefixes.items() if code is not None}
+    assert len(prefixes) >= 10, sorted(prefixes)
+    for name, code in prefixes.items():
+        probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert result.stdout.split() == [], f"{name} imports {result.stdout.split()} before hand_over()"

@@ -3,7 +3,6 @@
 import sys
 
 from continual_lora.gpus import holding_gpu
-from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -16,6 +15,7 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 from continual_lora.atomic import atomic_directory
 from continual_lora.data.concepts import Concept
 from continual_lora.generation import GenerationSettings, generate_samples
+from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.models.loading import evaluated_pipeline, resolve_device
 
 params = snakemake.params.generation

@@ -3,7 +3,6 @@
 import sys
 
 from continual_lora.gpus import holding_gpu
-from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.warm import hand_over
 
 # Where the workflow keeps a warm process (continual_lora.warm), the job runs in a
@@ -14,6 +13,7 @@ hand_over()
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from continual_lora.evaluation import score_samples
+from continual_lora.matmul_precision import tf32_matmuls
 from continual_lora.methods import get_method
 from continual_lora.models.loading import resolve_device
 from continual_lora.scoring import ModelHandle
