@@ -100,8 +100,12 @@ def _style_sepia(sc: Scene, rng) -> Image.Image:
     bg = np.full((sc.hi, sc.hi, 3), rng.uniform(0.6, 0.85), np.float32)
     lum = _lum(downsample(composite(sc, bg), sc.size))
     lum = np.clip((lum - 0.5) * 1.2 + 0.5, 0.0, 1.0) ** 0.9
-    dark = np.asarray([0.2, 0.11, 0.04], np.float32)
-    light = np.asarray([1.0, 0.9, 0.72], np.float32)
+    # A warm brown tone, not a beige: quantised to 3 levels per channel, as
+    # colour_structure sees it, a beige of (1.0, 0.9, 0.72) falls on the greys the
+    # tiny model draws its grounds in, and the base model's samples of any prompt
+    # scored 0.54 against the references (the adapters' samples 0.47 to 0.52).
+    dark = np.asarray([0.22, 0.1, 0.03], np.float32)
+    light = np.asarray([0.95, 0.74, 0.45], np.float32)
     out = dark + (light - dark) * lum[..., None]
     g = (np.arange(sc.size, dtype=np.float32) + 0.5) / sc.size * 2 - 1
     r2 = g[None, :] ** 2 + g[:, None] ** 2
