@@ -6,12 +6,15 @@ the samples and the scores. So an experiment's tables folder keeps
 ``environment.txt``: every distribution installed where the tables were made, as
 ``name==version`` lines that pip takes as constraints (``pip install -c``), headed by
 what every checkpoint's ``meta.json`` recorded of the environment it was trained in,
-and where the two disagree.
+and where the two disagree, and by the machine's processor: the same code and locked
+libraries have given other scores on another day's instance of this project's machine
+(README, "What the default run shows").
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections.abc import Iterable
 from importlib import metadata
@@ -58,6 +61,25 @@ def disagreements(trained_with: dict[str, str], here: dict[str, str]) -> list[st
     ]
 
 
+def processor() -> str:
+    """The machine's processor as the record names it: its model, how many logical CPUs
+    this process may use, which CPU kernels torch chose, and any CUDA devices."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # Here, not at the top: only the job that writes the record needs torch for this.
+    import torch
+
+    text = f"{model}, {cpus} logical CPU(s), torch CPU kernels {torch.backends.cpu.get_cpu_capability()}"
+    if torch.cuda.is_available():
+        text += "; CUDA: " + ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return text
+
+
 def environment_record(meta_paths: Iterable[str | Path], here: dict[str, str] | None = None) -> str:
     """The text of ``environment.txt``: comments on the checkpoints, then the freeze."""
     here = installed_distributions() if here is None else here
@@ -66,6 +88,7 @@ def environment_record(meta_paths: Iterable[str | Path], here: dict[str, str] | 
         "# The environment these tables were made in: every installed distribution, as pip",
         "# constraints (pip install -c environment.txt ...). Python "
         f"{platform.python_version()} on {platform.system()} {platform.machine()}.",
+        f"# Processor: {processor()}.",
     ]
     if not groups:
         lines.append("# No checkpoint: only the base model was scored.")

@@ -41,3 +41,17 @@ def test_checkpoints_trained_elsewhere_are_named_with_what_differs(tmp_path):
     differing = [line for line in record if "differing" in line]
     assert differing == [f"#   differing from this environment: torch 2.12.1 (here 2.13.0+cpu); e.g. {tmp_path / 'magmax/task1'}"]
     assert record[-2:] == ["torch==2.13.0+cpu", "numpy==2.4.6"]
+
+
+def test_the_record_names_the_processor_and_the_kernels_torch_chose():
+    import os
+
+    import torch
+
+    record = environment_record([]).splitlines()
+    line = next(line for line in record if line.startswith("# Processor: "))
+    assert f"{len(os.sched_getaffinity(0))} logical CPU(s)" in line
+    assert f", torch CPU kernels {torch.backends.cpu.get_cpu_capability()}" in line
+    with open("/proc/cpuinfo") as cpuinfo:
+        model = next(row.split(":", 1)[1].strip() for row in cpuinfo if row.startswith("model name"))
+    assert line.startswith(f"# Processor: {model}, ")
