@@ -73,7 +73,7 @@ def parse_args(argv=None):
 
 def inputs(args) -> tuple[Path, list[Path]]:
     results = Path(args.results)
-    model = Path(args.model) if args.model else layout.in_results(results, layout.TINY_MODEL)
+    model = Path(args.model) if args.model else layout.in_results(results, layout.TINY_MODEL, model="tiny")
     if args.concepts:
         concepts = [Path(c) for c in args.concepts]
     else:

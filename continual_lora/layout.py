@@ -24,10 +24,11 @@ INIT_LORA_FILE = "init_lora.safetensors"
 META_FILE = "meta.json"
 CHECKPOINT_FILES = (HANDOFF_FILE, TASK_LORA_FILE, INIT_LORA_FILE, META_FILE)
 
-# The embedded tiny base model and its sample grid.
+# The embedded tiny base model and its sample grid, under the name tiny_model.name
+# gives them ("tiny" unless a config names its own model).
 MODELS = "results/models"
-TINY_MODEL = MODELS + "/tiny"
-TINY_SAMPLES = MODELS + "/tiny_samples.png"
+TINY_MODEL = MODELS + "/{model}"
+TINY_SAMPLES = MODELS + "/{model}_samples.png"
 
 # One experiment: its prepared data, the base model's samples and scores, its tables
 # and figures.

@@ -329,7 +329,7 @@ def expected_results(config: dict, workdir: Path) -> dict[str, dict[str, list[st
     """Category -> subcategory -> the result paths listed (sorted). The base model is
     the tiny one (base_model: tiny), whose sample grid is a category of its own, with
     the one subcategory that Snakemake names "Other" and skips when clicked through."""
-    categories = {"Base model": {"Other": [layout.TINY_SAMPLES]}}
+    categories = {"Base model": {"Other": [layout.path(layout.TINY_SAMPLES, model=config.get("tiny_model", {}).get("name", "tiny"))]}}
     for name in config["experiments"]:
         experiment = {"Tables": [layout.SUMMARY.format(experiment=name)]}
         folders = {sub: layout.FIGURES.format(experiment=name, figure_set=s) for sub, s in FIGURE_SETS.items()}

@@ -337,6 +337,9 @@ def test_the_paper_presets_pass_every_check_quickly(tmp_path, dreambooth, unlear
         ("training", "resolution", 0, "0 is less than the minimum of 8"),
         ("evaluation", "batch_size", 0, "0 is less than the minimum of 1"),
         ("tiny_model", "resolution", 40, "40 is not a multiple of 16"),
+        # Not a size, but checked alike: the model's folder stays a name under results/models.
+        ("tiny_model", "name", "../elsewhere", "'../elsewhere' does not match"),
+        ("tiny_model", "name", "a/b", "'a/b' does not match"),
     ],
 )
 def test_sizes_that_are_zero_or_negative_fail_validation_naming_the_key(tmp_path, section, key, value, message):

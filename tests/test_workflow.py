@@ -216,3 +216,28 @@ def test_micro_run_of_the_methods_beyond_the_paper_audits_every_chain_and_tables
     summary = pd.read_csv(root / "tables/summary.csv")
     assert set(summary.method) == {"base", *config["methods"]}
     assert summary.loc[summary.method != "base", "avg_score_mean"].notna().all()
+
+
+def test_a_config_that_names_its_own_tiny_model_leaves_the_other_configs_model_in_place(tmp_path):
+    from snakemake_harness import job_counts
+
+    from continual_lora import layout
+
+    first = yaml.safe_load((CONFIGS / "nano.yaml").read_text())
+    second = json.loads(json.dumps(first))
+    second["tiny_model"].update(name="nano-other", seed=1)
+    runs = []
+    for label, config, name in (("first", first, "tiny"), ("second", second, "nano-other")):
+        configfile = tmp_path / f"{label}.yaml"
+        configfile.write_text(yaml.safe_dump(config))
+        runs.append((configfile, layout.path(layout.TINY_MODEL, model=name)))
+    for configfile, model in runs:
+        run_snakemake(tmp_path, configfile, model)
+    # Each model in its own folder, pretrained with its own settings, with its own log.
+    weights = [next((tmp_path / model / "unet").glob("*.safetensors")).read_bytes() for _, model in runs]
+    assert weights[0] != weights[1]
+    assert (tmp_path / layout.log(runs[1][1], "pretrain_tiny_model")).is_file()
+    # Back to the first config: its model is still the one it made, and nothing runs again.
+    configfile, model = runs[0]
+    assert job_counts(run_snakemake(tmp_path, configfile, model, "--dry-run")) == {}
+    assert next((tmp_path / model / "unet").glob("*.safetensors")).read_bytes() == weights[0]

@@ -60,15 +60,26 @@ def uses_tiny_model():
     return config["base_model"]["name"] == "tiny"
 
 
+# The embedded model's folder and sample grid, under the name tiny_model.name gives them.
+TINY_MODEL = path(layout.TINY_MODEL, model=config["tiny_model"]["name"])
+TINY_SAMPLES = path(layout.TINY_SAMPLES, model=config["tiny_model"]["name"])
+
+
+def tiny_model_settings():
+    """What the pretraining is given (continual_lora.models.tiny.TinyModelSettings):
+    every tiny_model key but the folder's name."""
+    return canonical({key: value for key, value in config["tiny_model"].items() if key != "name"})
+
+
 def base_model_ref():
     """What the scripts load (continual_lora.models.loading.ModelSource): the embedded
     model's folder, or a hub id or path with its optional VAE and variant."""
-    return config["base_model"] | {"name": layout.TINY_MODEL} if uses_tiny_model() else config["base_model"]
+    return config["base_model"] | {"name": TINY_MODEL} if uses_tiny_model() else config["base_model"]
 
 
 def get_base_model(wildcards=None):
     """The base model as a workflow input: the embedded model when it is built here."""
-    return layout.TINY_MODEL if uses_tiny_model() else []
+    return TINY_MODEL if uses_tiny_model() else []
 
 
 def method_settings(method):
@@ -520,7 +531,7 @@ def get_exports():
 def get_final_outputs():
     outputs = []
     if uses_tiny_model():
-        outputs.append(layout.TINY_SAMPLES)
+        outputs.append(TINY_SAMPLES)
     for experiment in EXPERIMENTS.values():
         for method in METHODS:
             for run in experiment.runs:

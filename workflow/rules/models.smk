@@ -1,12 +1,12 @@
 rule pretrain_tiny_model:
     output:
-        directory(layout.TINY_MODEL),
+        directory(TINY_MODEL),
     log:
-        layout.log(layout.MODELS, "pretrain_tiny_model"),
+        layout.log(TINY_MODEL, "pretrain_tiny_model"),
     benchmark:
-        layout.benchmark(layout.MODELS, "pretrain_tiny_model")
+        layout.benchmark(TINY_MODEL, "pretrain_tiny_model")
     params:
-        settings=canonical(config["tiny_model"]),
+        settings=tiny_model_settings(),
     threads: config["tiny_model"]["threads"]
     resources:
         gpu=1,
@@ -18,15 +18,15 @@ rule pretrain_tiny_model:
 
 rule sample_tiny_model:
     input:
-        layout.TINY_MODEL,
+        TINY_MODEL,
     output:
         report(
-            layout.TINY_SAMPLES,
+            TINY_SAMPLES,
             caption="../report/tiny_samples.rst",
             category="Base model",
         ),
     log:
-        layout.log(layout.MODELS, "sample_tiny_model"),
+        layout.log(TINY_MODEL, "sample_tiny_model"),
     params:
         prompts=get_tiny_sample_prompts(),
     resources:
