@@ -101,7 +101,7 @@ def test_the_cpu_suite_runs_in_quick_mode(tmp_path):
     # A finished run in miniature: benchmark files, each named after its rule
     # (continual_lora.layout.benchmark), and Snakemake's log.
     results = tmp_path / "run" / "results"
-    for path, seconds in [("models/pretrain_tiny_model.tsv", 5.5), ("exp/naive/order0_seed0/task1/train_task.tsv", 2.0),
+    for path, seconds in [("models/tiny/pretrain_tiny_model.tsv", 5.5), ("exp/naive/order0_seed0/task1/train_task.tsv", 2.0),
                           ("exp/base/generate_base_samples.tsv", 1.5),
                           ("exp/naive/order0_seed0/task1/score_samples.tsv", 1.0)]:  # fmt: skip
         (results / "benchmarks" / path).parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from continual_lora import layout
 from continual_lora.models import model_cache
 from continual_lora.models.model_cache import CACHE_ENV, cache_root, cached_build, model_key
 from snakemake_harness import run_snakemake
@@ -127,8 +128,9 @@ def test_the_pretraining_rule_copies_a_model_another_clone_pretrained(monkeypatc
     for clone in (first, second):
         clone.mkdir()
         run_snakemake(clone, config, "results/models/tiny", cores=1)
-    log = (second / "results" / "logs" / "models" / "pretrain_tiny_model.log").read_text()
+    log_file = layout.log(layout.path(layout.TINY_MODEL, model="tiny"), "pretrain_tiny_model")
+    log = (second / log_file).read_text()
     assert "copied the model from the cache" in log
     assert "pretraining the tiny model" not in log
-    assert "pretraining the tiny model" in (first / "results" / "logs" / "models" / "pretrain_tiny_model.log").read_text()
+    assert "pretraining the tiny model" in (first / log_file).read_text()
     assert _same_tree(first / "results" / "models" / "tiny", second / "results" / "models" / "tiny")
