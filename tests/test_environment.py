@@ -1,8 +1,11 @@
 """The environment record of an experiment's tables (continual_lora.environment)."""
 
 import json
+import os
 import platform
 from importlib import metadata
+
+import torch
 
 from continual_lora.environment import environment_record, installed_distributions
 
@@ -44,10 +47,6 @@ def test_checkpoints_trained_elsewhere_are_named_with_what_differs(tmp_path):
 
 
 def test_the_record_names_the_processor_and_the_kernels_torch_chose():
-    import os
-
-    import torch
-
     record = environment_record([]).splitlines()
     line = next(line for line in record if line.startswith("# Processor: "))
     assert f"{len(os.sched_getaffinity(0))} logical CPU(s)" in line

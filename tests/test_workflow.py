@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake_harness import dry_run_jobs, run_snakemake
+from snakemake_harness import dry_run_jobs, job_counts, run_snakemake
 
+from continual_lora import layout
 from continual_lora.checkpoint import CHECKPOINT_FILES, load_tensors
 from continual_lora.experiment import experiments_from_config
 
@@ -219,10 +220,6 @@ def test_micro_run_of_the_methods_beyond_the_paper_audits_every_chain_and_tables
 
 
 def test_a_config_that_names_its_own_tiny_model_leaves_the_other_configs_model_in_place(tmp_path):
-    from snakemake_harness import job_counts
-
-    from continual_lora import layout
-
     first = yaml.safe_load((CONFIGS / "nano.yaml").read_text())
     second = json.loads(json.dumps(first))
     second["tiny_model"].update(name="nano-other", seed=1)
