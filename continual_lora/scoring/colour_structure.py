@@ -31,7 +31,7 @@ On the synthetic world, with 6 held-out renders per concept scored against 6
 references, every concept's own renders score higher than any other concept's, for
 10 objects and all 13 styles at seeds 0, 1 and 2. In tests/test_scoring.py (seed 0)
 the mean own score is 0.80 for objects and 0.85 for styles, the best other concept's
-0.66 and 0.49, with smallest margins 0.047 and 0.076. A plain 64-bin RGB histogram
+0.66 and 0.45, with smallest margins 0.047 and 0.096. A plain 64-bin RGB histogram
 ranks only 2 of 8 objects right at seed 0: the random backgrounds dominate it.
 
 ``size`` sets the scale of the comparison. The embedded default compares at 24 px:
@@ -39,7 +39,7 @@ the tiny model's 64-pixel samples are blurred, and at 64 px their smeared edges 
 what they learnt (six concepts, each trained as a first task for 150 steps at lr
 5e-3: mean gain over the base model +0.007 at 64 px, +0.071 at 24 px). At 24 px the clean renders above still rank every
 concept's own first, with mean own scores 0.72 (objects) and 0.84 (styles), best
-others 0.54 and 0.55, smallest margins 0.047 and 0.013.
+others 0.54 and 0.50, smallest margins 0.047 and 0.024.
 
 It is blind to shape: two concepts with the same colours and pattern type look
 alike to it (pink/green striped star and pink/green checkered flower are the closest

@@ -246,7 +246,7 @@ _STYLE_CATALOGUE: tuple[StyleConcept, ...] = (
     StyleConcept("popart", "flat bold colours, thick black outlines, dotted yellow background"),
     StyleConcept("glitch", "shifted colour channels and displaced horizontal bands"),
     StyleConcept("thermal", "heat-camera false colours from dark blue to yellow"),
-    StyleConcept("emboss", "grey stone relief with raised edges"),
+    StyleConcept("emboss", "jade-green stone relief with raised edges"),
 )
 STYLE_NAMES: tuple[str, ...] = tuple(s.name for s in _STYLE_CATALOGUE)
 MAX_STYLE_CONCEPTS = len(_STYLE_CATALOGUE)

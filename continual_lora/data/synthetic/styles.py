@@ -251,8 +251,13 @@ def _style_emboss(sc: Scene, rng) -> Image.Image:
     lum = _lum(downsample(composite(sc, np.full((sc.hi, sc.hi, 3), 0.5, np.float32)), sc.size))
     relief = np.zeros_like(lum)
     relief[1:, 1:] = lum[1:, 1:] - lum[:-1, :-1]
-    grey = np.clip(0.55 + 1.6 * relief, 0.0, 1.0)
-    return _final(grey[..., None] * np.asarray([0.95, 0.92, 0.86], np.float32))
+    shade = np.clip(0.55 + 1.6 * relief, 0.0, 1.0) / 0.55
+    # Jade, not a grey stone: at 32 px the relief lines all but vanish, so what a
+    # tiny model can learn of emboss is its ground, and a mid grey is the ground the
+    # base model draws for every prompt (its samples scored 0.57 against grey
+    # emboss's references, 0.18 against these; the default's adapter after emboss,
+    # task 1, drew a noisy grey and scored 0.22).
+    return _final(shade[..., None] * np.asarray([0.25, 0.6, 0.5], np.float32))
 
 
 _STYLE_RENDERERS = {
