@@ -306,12 +306,43 @@ def test_a_patterned_corpus_names_what_each_patterned_example_shows():
         n_named += 1
         assert match["cls"] == cls and match["pattern"] in S.OBJECT_PATTERNS
         assert match["ground"] != match["figure"]
-        assert {match["ground"], match["figure"]} <= set(S.catalogue._NAMED_COLOURS)
+        assert {match["ground"], match["figure"]} <= set(S.catalogue.NAMED_COLOURS)
         assert im.size == (32, 32)
     # A binomial(400, 0.25) count: 100 expected, outside 70..130 with probability < 1e-3.
     assert 70 <= n_named <= 130
     again = S.pretraining_examples(n, seed=0, size=32, patterned_fraction=0.25, pattern_scale=2.0)
     assert [(im.tobytes(), p) for im, p in again] == [(im.tobytes(), p) for im, p in examples]
+
+
+def test_a_named_ground_corpus_stands_plain_classes_on_the_ground_it_names():
+    n = 400
+    examples = S.pretraining_examples(
+        n, seed=0, size=32, patterned_fraction=0.25, pattern_scale=2.0, named_ground_fraction=0.4
+    )
+    without = S.pretraining_examples(n, seed=0, size=32, patterned_fraction=0.25, pattern_scale=2.0)
+    named = re.compile(r"(?P<ground>[a-z]+) image of an? (?P<cls>[a-z]+)")
+    grounds = []
+    for i, ((im, prompt), (before_im, before_prompt)) in enumerate(zip(examples, without)):
+        match = named.fullmatch(prompt)
+        if match is None or match["ground"] not in S.catalogue.NAMED_COLOURS:
+            # The patterned examples and the other plain ones are those of the corpus
+            # without grounds.
+            assert (im.tobytes(), prompt) == (before_im.tobytes(), before_prompt)
+            continue
+        cls = S.GENERIC_CLASSES[i % len(S.GENERIC_CLASSES)]
+        assert match["cls"] == cls
+        # Only plain examples get a ground: the patterned ones keep theirs.
+        assert before_prompt in (f"a photo of a {cls}", f"image of a {cls}")
+        # The top row's corners are the named colour: every kind of ground starts from it.
+        rgb = np.asarray(im, dtype=np.int64)
+        colour = np.asarray(S.catalogue.NAMED_COLOURS[match["ground"]])
+        assert np.abs(rgb[0, [0, -1]] - colour).max() <= 3, (prompt, rgb[0, [0, -1]])
+        grounds.append(match["ground"])
+    # 0.4 of the about 300 plain examples: about 120; outside 85..155 with
+    # probability < 1e-3.
+    assert 85 <= len(grounds) <= 155
+    # Every named colour comes, the dark ones that styles stand on among them.
+    assert set(grounds) == set(S.catalogue.NAMED_COLOURS)
 
 
 def test_a_patterned_instance_shows_its_named_colours_as_a_concept_would():

@@ -34,6 +34,7 @@ def build_embedded_model(out_dir: str | Path, settings: TinyModelSettings, log: 
             settings.resolution,
             patterned_fraction=settings.patterned_fraction,
             pattern_scale=settings.pattern_scale,
+            named_ground_fraction=settings.named_ground_fraction,
         )
         pretrain_tiny_model(examples, folder, settings, extra_words=words, log=log)
 

@@ -61,6 +61,9 @@ class TinyModelSettings:
     # and pattern, and those patterns' period scale (the caller renders the corpus).
     patterned_fraction: float = 0.0
     pattern_scale: float = 1.0
+    # The plain images' share on a ground of a named colour, under "{colour} image of a
+    # {class}": the style slot of "<style> image of a ball" then moves the ground.
+    named_ground_fraction: float = 0.0
     # The text encoder's position table is multiplied by this, like the token table by
     # _TOKEN_EMBEDDING_SCALE: at 1 a word's output barely depends on where it stands,
     # so "teal and pink" and "pink and teal" reach the UNet as the same bag of words.

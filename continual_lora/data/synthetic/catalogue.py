@@ -84,7 +84,7 @@ def sample_shape(class_word: str, rng: np.random.Generator) -> tuple[float, ...]
 
 # Vivid, well separated colours for concept instances; the names make concept
 # descriptions readable in logs.
-_NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
+NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (222, 38, 38),
     "orange": (247, 140, 22),
     "yellow": (250, 218, 30),
@@ -111,7 +111,7 @@ _TYPICAL_COLOURS = {
 
 
 def _colour_distance(a: str, b: str) -> float:
-    return float(np.linalg.norm(np.subtract(_NAMED_COLOURS[a], _NAMED_COLOURS[b])))
+    return float(np.linalg.norm(np.subtract(NAMED_COLOURS[a], NAMED_COLOURS[b])))
 
 
 # ---------------------------------------------------------------------------
@@ -208,7 +208,7 @@ _DEFAULT_PERIOD = 0.36
 
 def _concept_colours(class_word: str, rng: np.random.Generator) -> tuple[str, str, str]:
     """Pattern ground, pattern figure (far from the ground) and a third colour for details."""
-    names = list(_NAMED_COLOURS)
+    names = list(NAMED_COLOURS)
     # Black pattern areas would merge with the outline strokes.
     banned = _TYPICAL_COLOURS.get(class_word, set()) | {"black"}
     allowed = [c for c in names if c not in banned]
@@ -225,7 +225,7 @@ def _instance(name, class_word, pattern, colour_names, shape, period, rng) -> Ob
         class_word=class_word,
         pattern=pattern,
         colour_names=colour_names,
-        colors=tuple(_NAMED_COLOURS[c] for c in colour_names),
+        colors=tuple(NAMED_COLOURS[c] for c in colour_names),
         shape=shape,
         pattern_angle=float(rng.choice([0.0, 0.25, 0.5, 0.75]) * math.pi),
         pattern_period=float(period * rng.uniform(0.9, 1.1)),

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from continual_lora.data.synthetic.catalogue import (
     GENERIC_CLASSES,
     OBJECT_PATTERNS,
+    NAMED_COLOURS,
     ObjectConcept,
     patterned_instance,
     sample_shape,
@@ -497,9 +498,25 @@ def background(rng: np.random.Generator, h: int) -> np.ndarray:
         _hsv(hue + rng.uniform(-0.08, 0.08), sat * rng.uniform(0.5, 1.5), val * rng.uniform(0.7, 1.0)),
         np.float32,
     )
+    return _shaded_ground(top, bottom, kind == 2, rng, h)
+
+
+def named_background(rgb: tuple[int, int, int], rng: np.random.Generator, h: int) -> np.ndarray:
+    """A ground of one named colour, of the three kinds ``background`` draws: plain,
+    shading down to a darker tone of it, or with a floor edge."""
+    top = np.asarray(_rgb255(rgb), np.float32)
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return np.broadcast_to(top, (h, h, 3))
+    bottom = top * np.float32(rng.uniform(0.7, 0.95))
+    return _shaded_ground(top, bottom, kind == 2, rng, h)
+
+
+def _shaded_ground(top: np.ndarray, bottom: np.ndarray, floor_edge: bool, rng: np.random.Generator, h: int) -> np.ndarray:
+    """An ``h`` x ``h`` ground from ``top`` down to ``bottom``: a vertical gradient, or
+    a soft "table/floor" edge, the only structure backgrounds ever have."""
     t = (np.arange(h, dtype=np.float32) + 0.5) / h
-    if kind == 2:
-        # A soft "table/floor" edge: the only structure backgrounds ever have.
+    if floor_edge:
         horizon = rng.uniform(0.55, 0.8)
         t = np.clip((t - horizon) / 0.04 + 0.5, 0.0, 1.0)
     col = top[None, :] * (1.0 - t[:, None]) + bottom[None, :] * t[:, None]
@@ -557,7 +574,12 @@ def render_object(concept: ObjectConcept, rng: np.random.Generator, size: int = 
 
 
 def pretraining_examples(
-    n: int, seed: int, size: int = IMAGE_SIZE, patterned_fraction: float = 0.0, pattern_scale: float = 1.0
+    n: int,
+    seed: int,
+    size: int = IMAGE_SIZE,
+    patterned_fraction: float = 0.0,
+    pattern_scale: float = 1.0,
+    named_ground_fraction: float = 0.0,
 ) -> list[tuple[Image.Image, str]]:
     """``n`` generic (image, prompt) pairs cycling evenly through the classes.
 
@@ -567,7 +589,12 @@ def pretraining_examples(
     are instead patterned instances of their class in random named colours
     (``patterned_instance``, periods times ``pattern_scale``) under a prompt that
     names what it shows: "a photo of a teal and pink dotted cube", as a large
-    model's captions would.  Example ``i`` depends only on ``(seed, i)``.
+    model's captions would.  With ``named_ground_fraction`` > 0 that share of the
+    plain examples stand on a ground of one named colour, named where a style's word
+    stands: "black image of a ball".  A style is a look of the whole image, and a base
+    model whose prompts never move the ground leaves a style's adapter no word-bound
+    ground to re-weight (README, trial 18).  Example ``i`` depends only on
+    ``(seed, i)``, and a fraction of 0 gives the examples it gave before it existed.
     """
     out = []
     for i in range(n):
@@ -582,6 +609,15 @@ def pretraining_examples(
                 out.append((render_object(instance, pick, size), prompt))
                 continue
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E7, i]))
+        if named_ground_fraction > 0:
+            ground_pick = np.random.default_rng(np.random.SeedSequence([seed, 0x6A0D, i]))
+            if ground_pick.random() < named_ground_fraction:
+                names = list(NAMED_COLOURS)
+                ground = names[int(ground_pick.integers(len(names)))]
+                scene = generic_scene(class_word, rng, size)
+                bg = named_background(NAMED_COLOURS[ground], ground_pick, scene.hi)
+                out.append((finish(composite(scene, bg), size), f"{ground} image of a {class_word}"))
+                continue
         prompt = f"image of a {class_word}" if rng.random() < 0.25 else f"a photo of a {class_word}"
         out.append((render_class_image(class_word, rng, size), prompt))
     return out
