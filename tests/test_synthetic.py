@@ -324,7 +324,7 @@ def test_a_named_ground_corpus_stands_plain_classes_on_the_ground_it_names():
     grounds = []
     for i, ((im, prompt), (before_im, before_prompt)) in enumerate(zip(examples, without)):
         match = named.fullmatch(prompt)
-        if match is None or match["ground"] not in S.catalogue.NAMED_COLOURS:
+        if match is None or match["ground"] not in S.drawing.GROUND_COLOURS:
             # The patterned examples and the other plain ones are those of the corpus
             # without grounds.
             assert (im.tobytes(), prompt) == (before_im.tobytes(), before_prompt)
@@ -335,14 +335,16 @@ def test_a_named_ground_corpus_stands_plain_classes_on_the_ground_it_names():
         assert before_prompt in (f"a photo of a {cls}", f"image of a {cls}")
         # The top row's corners are the named colour: every kind of ground starts from it.
         rgb = np.asarray(im, dtype=np.int64)
-        colour = np.asarray(S.catalogue.NAMED_COLOURS[match["ground"]])
+        colour = np.asarray(S.drawing.GROUND_COLOURS[match["ground"]])
         assert np.abs(rgb[0, [0, -1]] - colour).max() <= 3, (prompt, rgb[0, [0, -1]])
         grounds.append(match["ground"])
     # 0.4 of the about 300 plain examples: about 120; outside 85..155 with
     # probability < 1e-3.
     assert 85 <= len(grounds) <= 155
-    # Every named colour comes, the dark ones that styles stand on among them.
-    assert set(grounds) == set(S.catalogue.NAMED_COLOURS)
+    # Every ground colour comes: the dark ones that styles stand on, and the concepts'
+    # named colours and the muted tones beside them.
+    assert set(grounds) == set(S.drawing.GROUND_COLOURS)
+    assert set(S.catalogue.NAMED_COLOURS) < set(S.drawing.GROUND_COLOURS)
 
 
 def test_a_patterned_instance_shows_its_named_colours_as_a_concept_would():
