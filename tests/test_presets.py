@@ -169,6 +169,7 @@ def test_the_patterns_preset_is_the_embedded_default_with_a_patterned_pretrainin
     # Under a name of its own, so that the default's model and results stay in place.
     assert model.pop("name") != "tiny"
     assert model["patterned_fraction"] > 0 and model["position_embedding_scale"] == 25.0
+    assert model["named_ground_fraction"] > 0
     assert model["pretrain_steps"] * model["batch_size"] > 4000 * 32
     del preset["experiments"], default["experiments"]
     assert preset == default
