@@ -156,25 +156,28 @@ def test_the_own_concepts_example_dry_runs_before_its_folder_is_there(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_the_patterns_preset_is_the_embedded_default_with_a_patterned_pretraining(tmp_path):
+def test_the_quick_preset_is_the_embedded_default_with_the_plain_pretraining(tmp_path):
     default = yaml.safe_load((REPO / "config.yaml").read_text())
-    preset = yaml.safe_load((PRESETS / "tiny-patterns.yaml").read_text())
-    # Its experiments are the default's under their own names, the objects' patterns coarser.
-    renamed = {name.replace("patterns_", "tiny_"): experiment for name, experiment in preset["experiments"].items()}
-    assert renamed["tiny_objects"]["dataset"].pop("pattern_scale") == preset["tiny_model"]["pattern_scale"] == 2.0
+    preset = yaml.safe_load((PRESETS / "tiny-quick.yaml").read_text())
+    # Its experiments are the default's under their own names, the synthetic world's own patterns.
+    renamed = {name.replace("quick_", "tiny_"): experiment for name, experiment in preset["experiments"].items()}
+    assert default["experiments"]["tiny_objects"]["dataset"].pop("pattern_scale") == 2.0
+    assert default["tiny_model"]["pattern_scale"] == 2.0
     assert renamed == default["experiments"]
-    # The model: a patterned, named corpus and more pretraining; nothing else differs.
+    # The model: the schema's plain pretraining, where the default's is patterned, named
+    # and three times as long; nothing else differs.
     model = preset.pop("tiny_model")
-    assert {key: model.pop(key) for key in ("resolution", "seed")} == default.pop("tiny_model")
     # Under a name of its own, so that the default's model and results stay in place.
-    assert model.pop("name") != "tiny"
-    assert model["patterned_fraction"] > 0 and model["position_embedding_scale"] == 25.0
-    assert model["named_ground_fraction"] > 0
-    assert model["pretrain_steps"] * model["batch_size"] > 4000 * 32
+    assert model.pop("name") not in ("tiny", default["tiny_model"].get("name"))
+    default_model = default.pop("tiny_model")
+    assert model == {key: default_model.pop(key) for key in ("resolution", "seed")}
+    assert default_model["patterned_fraction"] > 0 and default_model["position_embedding_scale"] == 25.0
+    assert default_model["named_ground_fraction"] > 0
+    assert default_model["pretrain_steps"] * default_model["batch_size"] == 3 * 4000 * 32
     del preset["experiments"], default["experiments"]
     assert preset == default
     # Its whole graph, the pretraining first.
-    counts = job_counts(run_snakemake(tmp_path, PRESETS / "tiny-patterns.yaml", "--dry-run"))
+    counts = job_counts(run_snakemake(tmp_path, PRESETS / "tiny-quick.yaml", "--dry-run"))
     assert counts["pretrain_tiny_model"] == 1
     assert counts["train_task"] == counts["generate_samples"] == 2 * 4 * 5
     assert not (tmp_path / "results").exists()
