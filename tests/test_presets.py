@@ -181,3 +181,25 @@ def test_the_quick_preset_is_the_embedded_default_with_the_plain_pretraining(tmp
     assert counts["pretrain_tiny_model"] == 1
     assert counts["train_task"] == counts["generate_samples"] == 2 * 4 * 5
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["methods-zoo", "own_concepts"])
+def test_the_embedded_configs_share_the_defaults_model(name):
+    # The same tiny_model settings give the same model under the same folder and cache
+    # key, so switching between these configs and the default pretrains nothing again.
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((PRESETS / f"{name}.yaml").read_text())
+    assert config["base_model"] == default["base_model"]
+    assert config["tiny_model"] == default["tiny_model"]
+    for key in ("lora", "training"):
+        assert config[key] == default[key]
+
+
+def test_the_methods_zoo_runs_the_defaults_experiments():
+    # Its experiments share their names and jobs with the default's (README, "Running them all").
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    zoo = yaml.safe_load((PRESETS / "methods-zoo.yaml").read_text())
+    assert zoo["experiments"] == default["experiments"]
+    assert set(default["methods"]) < set(zoo["methods"])
+    for key in ("metric_settings", "evaluation"):
+        assert zoo[key] == default[key]
