@@ -504,7 +504,8 @@ def background(rng: np.random.Generator, h: int) -> np.ndarray:
 # The colours a named ground comes in (``pretraining_examples``): the concepts' vivid
 # named colours and four muted tones that photographs and old prints stand on. Without
 # a light warm brown, no word of the base model moved the ground towards sepia's, and
-# a sepia adapter missed the base model in 6 of 9 pairs (README, trials 18 and 19).
+# a sepia adapter missed the base model in 6 of 9 pairs (docs/tiny-model-trials.md,
+# trials 18 and 19).
 GROUND_COLOURS: dict[str, tuple[int, int, int]] = {
     **NAMED_COLOURS,
     "tan": (196, 148, 92),
@@ -606,7 +607,7 @@ def pretraining_examples(
     plain examples stand on a ground of one of ``GROUND_COLOURS``, named where a style's word
     stands: "black image of a ball".  A style is a look of the whole image, and a base
     model whose prompts never move the ground leaves a style's adapter no word-bound
-    ground to re-weight (README, trial 18).  Example ``i`` depends only on
+    ground to re-weight (docs/tiny-model-trials.md, trial 18).  Example ``i`` depends only on
     ``(seed, i)``, and a fraction of 0 gives the examples it gave before it existed.
     """
     out = []
