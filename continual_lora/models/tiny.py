@@ -41,11 +41,13 @@ _VOCAB_SIZE = 4096  # an upper bound: the synthetic prompts need a few hundred t
 
 @dataclass(frozen=True)
 class TinyModelSettings:
-    """What the workflow can tune.  The defaults pretrain in 9 to 20 minutes on 2 CPU
-    cores (562 s and 798 s on 2026-12-03, the VAE 31 s and 49 s of them), once per
-    machine where the cache of pretrained models
+    """What the workflow can tune.  The defaults (``config/tiny-quick.yaml``'s model)
+    pretrain in 9 to 20 minutes on 2 CPU cores (562 s and 798 s on 2026-12-03, the VAE
+    31 s and 49 s of them), once per machine where the cache of pretrained models
     (``continual_lora.models.model_cache``) is on: at 1300 UNet steps the model drew
-    most classes as blobs of their colours, at 4000 it draws their shapes."""
+    most classes as blobs of their colours, at 4000 it draws their shapes.
+    ``config.yaml``'s patterned, named corpus and three times the UNet steps take about
+    40 minutes (2 319 s on 2026-12-05)."""
 
     resolution: int = 32  # image side in px; a multiple of 16
     pretrain_steps: int = 4000  # UNet steps
