@@ -607,8 +607,9 @@ def pretraining_examples(
     plain examples stand on a ground of one of ``GROUND_COLOURS``, named where a style's word
     stands: "black image of a ball".  A style is a look of the whole image, and a base
     model whose prompts never move the ground leaves a style's adapter no word-bound
-    ground to re-weight (docs/tiny-model-trials.md, trial 18).  Example ``i`` depends only on
-    ``(seed, i)``, and a fraction of 0 gives the examples it gave before it existed.
+    ground to re-weight (docs/tiny-model-trials.md, trial 18).  Example ``i`` depends
+    only on ``(seed, i)``, and a fraction of 0 gives the examples it gave before it
+    existed.
     """
     out = []
     for i in range(n):
